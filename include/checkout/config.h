@@ -1,0 +1,104 @@
+/* config.h - one table of settings, read from the environment and flags.
+ *
+ * Every program fills one struct config through config_load(). Each option
+ * has a flag (--name), an environment variable and a default; flags override
+ * the environment. --help is printed from the same table.
+ */
+#ifndef CHECKOUT_CONFIG_H
+#define CHECKOUT_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* Which programs an option applies to (a bit mask). */
+enum config_program {
+	CONFIG_SERVER = 1 << 0,
+	CONFIG_RELAY = 1 << 1,
+	CONFIG_WORKER = 1 << 2,
+	CONFIG_BROKER = 1 << 3,
+	CONFIG_MIGRATE = 1 << 4,
+	CONFIG_LOADTEST = 1 << 5,
+};
+
+enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
+enum log_format { LOG_FORMAT_TEXT, LOG_FORMAT_JSON };
+
+enum config_isolation {
+	ISOLATION_SERIALIZABLE,
+	ISOLATION_REPEATABLE_READ,
+	ISOLATION_READ_COMMITTED,
+};
+
+struct config {
+	const char *program; /* name used in logs, e.g. "server" */
+
+	/* everyone */
+	char *database_url; /* empty: libpq defaults (PG* variables) */
+	char *kafka_brokers;
+	char *orders_topic;
+	int log_level;  /* enum log_level */
+	int log_format; /* enum log_format */
+
+	/* server */
+	char *listen; /* host:port as given */
+	char listen_host[64];
+	int listen_port;
+	char *admin_token;
+	int db_pool_size;
+	int isolation; /* enum config_isolation */
+	int race_pause_ms;
+	int max_retries;
+	bool hot_sku_queue;
+
+	/* relay */
+	int relay_batch;
+	int relay_poll_ms;
+	int retention_hours;
+	bool replay;
+	char *since;
+
+	/* workers */
+	char *group_id; /* empty: "checkout-<worker>" */
+	char *spool_dir;
+	char *smtp_url;
+	int low_stock_threshold;
+	int summary_seconds;
+	bool rebuild;
+	bool print_totals;
+
+	/* broker */
+	int partitions;
+	int broker_count;
+	char *bootstrap_file;
+
+	/* migrate */
+	char *migrations_dir;
+
+	/* metrics endpoint of relay and workers ("" = off) */
+	char *metrics_listen;
+};
+
+enum config_result {
+	CONFIG_OK,
+	CONFIG_EXIT_OK,    /* --help was printed: exit 0 */
+	CONFIG_EXIT_ERROR, /* a problem was printed: exit non-zero */
+};
+
+/*
+ * Fill cfg from defaults, then the environment, then argv (flags of the
+ * form --name=value, --name value, or --name for booleans). Only options
+ * whose mask includes `program` are accepted. On a problem, prints one line
+ * naming it to stderr and returns CONFIG_EXIT_ERROR; for --help prints the
+ * help and returns CONFIG_EXIT_OK. The caller owns cfg and must call
+ * config_free() whatever the result.
+ */
+enum config_result config_load(struct config *cfg, unsigned program, const char *name, int argc,
+			       char **argv) __attribute__((warn_unused_result));
+
+/* Free the strings of cfg. Safe on a zeroed struct and safe to call twice. */
+void config_free(struct config *cfg);
+
+/* The SQL name of an isolation level, e.g. "SERIALIZABLE". */
+const char *config_isolation_sql(int isolation);
+
+#endif

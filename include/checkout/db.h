@@ -1,0 +1,69 @@
+/* db.h - PostgreSQL access: connections, named prepared statements, a pool.
+ *
+ * SQL lives in tables of struct db_stmt next to the code that runs it; every
+ * connection prepares them once, so requests only send names and parameters.
+ */
+#ifndef CHECKOUT_DB_H
+#define CHECKOUT_DB_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+struct db_stmt {
+	const char *name;
+	const char *sql;
+};
+
+/*
+ * Connect to url ("" for libpq's defaults from PG* variables) with a short
+ * connect timeout, then prepare every statement of each NULL-terminated
+ * table in stmts (stmts itself is NULL-terminated; it may be NULL). Returns
+ * the connection, or NULL with a one-line reason in err. The caller owns the
+ * connection (PQfinish).
+ */
+PGconn *db_connect(const char *url, const struct db_stmt *const *stmts, char *err, size_t errlen)
+	__attribute__((warn_unused_result));
+
+/* SQLSTATE of a result ("" when there is none). */
+const char *db_sqlstate(const PGresult *res);
+
+/* True for 40001 (serialization failure) and 40P01 (deadlock): retry the transaction. */
+bool db_is_retryable(const PGresult *res);
+
+/*
+ * Run a command that returns no rows. Returns true on success; on failure
+ * copies the server's message into err (may be NULL).
+ */
+bool db_command(PGconn *conn, const char *sql, char *err, size_t errlen)
+	__attribute__((warn_unused_result));
+
+/* A bounded pool of connections shared by threads. */
+struct db_pool;
+
+/*
+ * Create a pool of at most size connections to url, each preparing stmts (see
+ * db_connect). Connections are opened lazily, so this does not fail when the
+ * database is down. Returns NULL only when out of memory.
+ */
+struct db_pool *db_pool_create(const char *url, int size, const struct db_stmt *const *stmts)
+	__attribute__((warn_unused_result));
+
+/*
+ * Take a connection, waiting up to wait_ms for one to be free. A broken
+ * connection is reopened first. Returns NULL when none is free in time or
+ * the database cannot be reached (err says which).
+ */
+PGconn *db_pool_acquire(struct db_pool *pool, int wait_ms, char *err, size_t errlen)
+	__attribute__((warn_unused_result));
+
+/* Give a connection back. If it is broken or mid-transaction it is closed. */
+void db_pool_release(struct db_pool *pool, PGconn *conn);
+
+/* Number of acquires that had to wait for a free connection, since start. */
+unsigned long db_pool_waits(struct db_pool *pool);
+
+/* Close every connection and free the pool. Accepts NULL. */
+void db_pool_destroy(struct db_pool *pool);
+
+#endif

@@ -1,0 +1,45 @@
+# scripts/lib.sh - shared by scripts/up, scripts/test and friends. Source it.
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+# Debian packages the project needs to build, test and run.
+CHECKOUT_PACKAGES="build-essential cmake pkg-config clang libclang-rt-14-dev
+  libpq-dev libmicrohttpd-dev libjansson-dev librdkafka-dev libcriterion-dev
+  libcurl4-openssl-dev postgresql postgresql-client-15 postgresql-common
+  docker-compose kcat gnuplot-nox curl procps iproute2"
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+as_root() {
+	if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# Install whatever of CHECKOUT_PACKAGES is missing (apt-get update first).
+deps_install() {
+	local missing=()
+	for p in $CHECKOUT_PACKAGES; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+	done
+	[ ${#missing[@]} -eq 0 ] && return 0
+	say "installing ${missing[*]}"
+	as_root apt-get update -q
+	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+# build DIR [cmake args...]: configure once, then build everything.
+build() {
+	local dir=$1; shift
+	if [ ! -f "$ROOT/$dir/CMakeCache.txt" ]; then
+		cmake -S "$ROOT" -B "$ROOT/$dir" "$@" >/dev/null
+	fi
+	cmake --build "$ROOT/$dir" -j"$(nproc)"
+}
+
+# The PostgreSQL server binaries (initdb, pg_ctl) of the newest installed version.
+pg_bindir() {
+	local v
+	v=$(ls /usr/lib/postgresql 2>/dev/null | sort -n | tail -1)
+	[ -n "$v" ] || die "PostgreSQL server is not installed"
+	echo "/usr/lib/postgresql/$v/bin"
+}

@@ -1,0 +1,132 @@
+/* checkout-broker: librdkafka's mock Kafka cluster on loopback.
+ *
+ * It speaks the real Kafka protocol to real librdkafka clients, but keeps
+ * every message in memory: stopping it loses the topic. It prints its
+ * bootstrap address as "bootstrap.servers=HOST:PORT" on stdout (and into
+ * --bootstrap-file when given). SIGUSR1 takes every broker down, SIGUSR2
+ * brings them back: the tests use this to simulate an outage.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+
+#include "checkout/config.h"
+#include "checkout/kafka.h"
+#include "checkout/log.h"
+
+static volatile sig_atomic_t stop_requested;
+static volatile sig_atomic_t want_down;
+static volatile sig_atomic_t want_up;
+
+static void on_signal(int sig)
+{
+	if (sig == SIGUSR1)
+		want_down = 1;
+	else if (sig == SIGUSR2)
+		want_up = 1;
+	else
+		stop_requested = 1;
+}
+
+static bool write_bootstrap_file(const char *path, const char *bootstrap)
+{
+	char tmp[4096];
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	FILE *f = fopen(tmp, "w");
+	if (!f)
+		return false;
+	bool ok = fprintf(f, "%s\n", bootstrap) > 0;
+	ok = fclose(f) == 0 && ok;
+	/* rename, so a reader never sees half an address */
+	return ok && rename(tmp, path) == 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct config cfg;
+	rd_kafka_t *rk = NULL;
+	rd_kafka_mock_cluster_t *mcluster = NULL;
+	int status = EXIT_FAILURE;
+	char err[512];
+
+	enum config_result r = config_load(&cfg, CONFIG_BROKER, "broker", argc, argv);
+	if (r != CONFIG_OK) {
+		status = r == CONFIG_EXIT_OK ? EXIT_SUCCESS : EXIT_FAILURE;
+		goto out;
+	}
+	log_init(cfg.program, cfg.log_level, cfg.log_format);
+
+	rd_kafka_conf_t *conf = kafka_conf_new(&cfg);
+	if (!conf)
+		goto out;
+	/* the handle only anchors the mock cluster; it never connects anywhere */
+	if (!kafka_conf_set(conf, "bootstrap.servers", "")) {
+		rd_kafka_conf_destroy(conf);
+		goto out;
+	}
+	rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+	if (!rk) {
+		rd_kafka_conf_destroy(conf);
+		log_error("cannot create the mock cluster's handle: %s", err);
+		goto out;
+	}
+	mcluster = rd_kafka_mock_cluster_new(rk, cfg.broker_count);
+	if (!mcluster) {
+		log_error("cannot start the mock cluster");
+		goto out;
+	}
+	rd_kafka_resp_err_t kerr = rd_kafka_mock_topic_create(mcluster, cfg.orders_topic, cfg.partitions, 1);
+	if (kerr) {
+		log_error("cannot create topic %s: %s", cfg.orders_topic, rd_kafka_err2str(kerr));
+		goto out;
+	}
+	const char *bootstrap = rd_kafka_mock_cluster_bootstraps(mcluster);
+	if (*cfg.bootstrap_file && !write_bootstrap_file(cfg.bootstrap_file, bootstrap)) {
+		log_error("cannot write %s: %s", cfg.bootstrap_file, strerror(errno));
+		goto out;
+	}
+	printf("bootstrap.servers=%s\n", bootstrap);
+	fflush(stdout);
+	log_info("mock Kafka cluster (in memory) listening on %s, topic %s with %d partitions", bootstrap,
+		 cfg.orders_topic, cfg.partitions);
+
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGUSR1, &sa, NULL);
+	sigaction(SIGUSR2, &sa, NULL);
+
+	while (!stop_requested) {
+		if (want_down) {
+			want_down = 0;
+			rd_kafka_mock_broker_set_down(mcluster, -1);
+			log_warn("all brokers are down (SIGUSR1); SIGUSR2 brings them back");
+		}
+		if (want_up) {
+			want_up = 0;
+			rd_kafka_mock_broker_set_up(mcluster, -1);
+			log_info("all brokers are up again");
+		}
+		usleep(50 * 1000);
+	}
+	log_info("stopping; the topic's messages are gone with it");
+	status = EXIT_SUCCESS;
+out:
+	if (mcluster)
+		rd_kafka_mock_cluster_destroy(mcluster);
+	if (rk)
+		rd_kafka_destroy(rk);
+	if (cfg.bootstrap_file && *cfg.bootstrap_file)
+		unlink(cfg.bootstrap_file);
+	config_free(&cfg);
+	return status;
+}
