@@ -82,7 +82,7 @@ static char *email_render(const struct order_event *ev, const char *date, size_t
 			event_money(it->unit_price_cents, money, sizeof(money)),
 			event_money(it->unit_price_cents * it->quantity, line_total, sizeof(line_total)));
 	}
-	fprintf(f, "  %49s  %12s\r\n", "Total", event_money(ev->total_cents, total, sizeof(total)));
+	fprintf(f, "  %46s  %12s\r\n", "Total", event_money(ev->total_cents, total, sizeof(total)));
 	fprintf(f, "\r\nOrder:    %s\r\nCustomer: %s <%s>\r\nPlaced:   %s\r\n", ev->order_id, ev->customer_id,
 		ev->email, ev->created_at);
 	fprintf(f, "\r\n-- \r\nCheckout\r\n");
