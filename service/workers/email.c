@@ -169,8 +169,8 @@ static enum worker_result email_apply(struct worker *w, PGconn *conn, const stru
 	res = worker_exec(conn, "email_sent_insert", 4, sent_params, rep);
 	if (!worker_res_ok(res))
 		goto out;
-	snprintf(rep->line, sizeof(rep->line), "sent confirmation to %s: %zu item%s, total %s (%.512s)", ev->email,
-		 ev->n_items, ev->n_items == 1 ? "" : "s", event_money(ev->total_cents, total, sizeof(total)), path);
+	snprintf(rep->line, sizeof(rep->line), "sent confirmation to %s: %zu item%s, total %s (%s)", ev->email,
+		 ev->n_items, ev->n_items == 1 ? "" : "s", event_money(ev->total_cents, total, sizeof(total)), name);
 	result = WORKER_APPLIED;
 out:
 	PQclear(res);

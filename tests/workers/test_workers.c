@@ -346,6 +346,7 @@ Test(workers, a_worker_killed_before_storing_offsets_applies_each_order_once_aft
 		redelivered += testenv_count_log(&workers[w], "duplicate event");
 	}
 	cr_log_info("events redelivered after the SIGKILL and skipped as duplicates: %d", redelivered);
+	cr_expect_gt(redelivered, 0, "the kill came before some offsets were committed");
 	expect_confirmations(orders, N);
 	expect_inventory_equals_database();
 	expect_analytics_equals_database();
@@ -395,7 +396,6 @@ Test(workers, poison_messages_are_dead_lettered_and_the_events_after_them_applie
 			     1);
 		cr_expect_eq(wait_log_count(&workers[w], "dead letter", 3), 3, "%s logged each bad message",
 			     programs[w]);
-		cr_expect(testenv_count_log(&workers[w], "p") > 0);
 		cr_expect(!testenv_exited(&workers[w], NULL), "%s is still running", programs[w]);
 	}
 	/* the log names where the bad message sits: pP@OFFSET */
