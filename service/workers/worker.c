@@ -52,6 +52,7 @@ PGresult *worker_exec(PGconn *conn, const char *stmt, int nparams, const char *c
 	if (!worker_res_ok(res) && rep) {
 		const char *msg = res ? PQresultErrorMessage(res) : PQerrorMessage(conn);
 		snprintf(rep->line, sizeof(rep->line), "%s: %.*s", stmt, (int)strcspn(msg, "\n"), msg);
+		snprintf(rep->sqlstate, sizeof(rep->sqlstate), "%s", db_sqlstate(res));
 	}
 	return res;
 }
@@ -224,6 +225,11 @@ failed:
 	(void)loop_command(conn, "ROLLBACK", &ignore);
 	if (worker_conn_broken(conn, NULL)) {
 		loop_db_failed(l, rep.line);
+		return OUTCOME_RETRY;
+	}
+	/* a deadlock or serialization failure with another instance: just retry */
+	if (!strcmp(rep.sqlstate, "40001") || !strcmp(rep.sqlstate, "40P01")) {
+		log_msg(LOG_INFO, ctx, "retrying after a transient conflict: %s", rep.line);
 		return OUTCOME_RETRY;
 	}
 	char reason[1600];

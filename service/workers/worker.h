@@ -40,6 +40,7 @@ enum worker_result {
 struct worker_report {
 	char line[1536]; /* info: what it did ("sent confirmation to ..."); on failure, why */
 	char warn[512];  /* optional warning line ("low stock ...") */
+	char sqlstate[6]; /* of the failed statement, set by worker_exec */
 };
 
 struct worker;

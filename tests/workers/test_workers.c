@@ -65,7 +65,7 @@ static void spawn_worker(int which, const char *const *args, const char *extra_e
 	snprintf(db, sizeof(db), "DATABASE_URL=%s", env.db);
 	snprintf(brokers, sizeof(brokers), "KAFKA_BROKERS=%s", env.bootstrap);
 	snprintf(spool, sizeof(spool), "MAIL_SPOOL=%s", env.spool);
-	const char *e[] = {db, brokers, spool, "SUMMARY_SECONDS=1", "LOW_STOCK_THRESHOLD=990", extra_env, NULL};
+	const char *e[] = {db, brokers, spool, "SUMMARY_SECONDS=1", extra_env, NULL};
 	testenv_spawn(&workers[which], programs[which], args, e);
 }
 
@@ -233,7 +233,7 @@ Test(workers, each_worker_applies_every_order_exactly_once_when_every_event_is_d
 	orders_flush(env.producer);
 
 	spawn_worker(EMAIL, NULL, "LOG_FORMAT=json");
-	spawn_worker(INVENTORY, NULL, NULL);
+	spawn_worker(INVENTORY, NULL, "LOW_STOCK_THRESHOLD=990");
 	spawn_worker(ANALYTICS, NULL, NULL);
 	for (int w = 0; w < N_WORKERS; w++)
 		cr_assert_eq(wait_value("SELECT count(*) FROM @.inbox", schemas[w], N), N, "%s applied every event",
@@ -464,4 +464,31 @@ Test(workers, a_database_outage_is_waited_out_and_the_same_event_retried)
 	cr_expect_eq(testenv_count_log(&workers[ANALYTICS], "database reachable again"), 1);
 	cr_expect_eq(testenv_count_log(&workers[ANALYTICS], "running: "), N);
 	expect_analytics_equals_database();
+}
+
+Test(workers, a_broker_outage_is_waited_out_and_nothing_is_lost)
+{
+	enum { N = 10 };
+	struct test_order orders[N];
+	env_start();
+	make_orders(orders, N, 500, true);
+	for (int i = 0; i < N / 2; i++)
+		orders_produce(env.producer, &orders[i]);
+	orders_flush(env.producer);
+	spawn_worker(INVENTORY, NULL, NULL);
+	cr_assert_eq(wait_value("SELECT count(*) FROM @.inbox", "inventory", N / 2), N / 2);
+
+	kill(broker.pid, SIGUSR1); /* every broker down */
+	cr_expect(testenv_wait_log(&workers[INVENTORY], "WARN  inventory kafka", 30000),
+		  "the worker logs that the broker is unreachable");
+	for (int i = N / 2; i < N; i++)
+		orders_produce(env.producer, &orders[i]); /* queued in the producer meanwhile */
+	testenv_sleep_ms(500);
+	cr_expect(!testenv_exited(&workers[INVENTORY], NULL), "the worker keeps waiting");
+	kill(broker.pid, SIGUSR2);
+	orders_flush(env.producer);
+	cr_assert_eq(wait_value("SELECT count(*) FROM @.inbox", "inventory", N), N);
+	expect_inventory_equals_database();
+	cr_expect_eq(testenv_count_log(&workers[INVENTORY], "stock view now"), N);
+	cr_expect_eq(testenv_stop(&workers[INVENTORY], SIGTERM), 0);
 }
