@@ -16,27 +16,28 @@
 #define ANALYTICS_TOP 3
 
 static const struct db_stmt analytics_stmts[] = {
-	WORKER_COMMON_STMTS("analytics"),
-	{"analytics_totals_add",
-	 "UPDATE analytics.totals SET orders = orders + 1, units = units + $1::bigint, "
-	 "  revenue_cents = revenue_cents + $2::bigint, updated_at = now() "
-	 "RETURNING orders, units, revenue_cents"},
-	{"analytics_minute_add",
-	 "INSERT INTO analytics.minutes AS m (minute, orders, units, revenue_cents) "
-	 "VALUES (date_trunc('minute', $1::timestamptz AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', 1, $2::bigint, "
-	 "  $3::bigint) "
-	 "ON CONFLICT (minute) DO UPDATE SET orders = m.orders + 1, units = m.units + EXCLUDED.units, "
-	 "  revenue_cents = m.revenue_cents + EXCLUDED.revenue_cents"},
-	{"analytics_sku_add",
-	 "INSERT INTO analytics.skus AS s (sku, orders, units, revenue_cents) VALUES ($1, 1, $2::bigint, $3::bigint) "
-	 "ON CONFLICT (sku) DO UPDATE SET orders = s.orders + 1, units = s.units + EXCLUDED.units, "
-	 "  revenue_cents = s.revenue_cents + EXCLUDED.revenue_cents"},
-	{"analytics_totals", "SELECT orders, units, revenue_cents FROM analytics.totals"},
-	{"analytics_top", "SELECT sku, units, revenue_cents FROM analytics.skus ORDER BY units DESC, sku LIMIT $1"},
-	{"analytics_minutes",
-	 "SELECT to_char(minute AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI\"Z\"'), orders, units, revenue_cents "
-	 "FROM analytics.minutes ORDER BY minute DESC LIMIT $1"},
-	{NULL, NULL},
+    WORKER_COMMON_STMTS("analytics"),
+    {"analytics_totals_add", "UPDATE analytics.totals SET orders = orders + 1, units = units + $1::bigint, "
+			     "  revenue_cents = revenue_cents + $2::bigint, updated_at = now() "
+			     "RETURNING orders, units, revenue_cents"},
+    {"analytics_minute_add",
+     "INSERT INTO analytics.minutes AS m (minute, orders, units, revenue_cents) "
+     "VALUES (date_trunc('minute', $1::timestamptz AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', 1, $2::bigint, "
+     "  $3::bigint) "
+     "ON CONFLICT (minute) DO UPDATE SET orders = m.orders + 1, units = m.units + EXCLUDED.units, "
+     "  revenue_cents = m.revenue_cents + EXCLUDED.revenue_cents"},
+    {"analytics_sku_add",
+     "INSERT INTO analytics.skus AS s (sku, orders, units, revenue_cents) VALUES ($1, 1, $2::bigint, "
+     "$3::bigint) "
+     "ON CONFLICT (sku) DO UPDATE SET orders = s.orders + 1, units = s.units + EXCLUDED.units, "
+     "  revenue_cents = s.revenue_cents + EXCLUDED.revenue_cents"},
+    {"analytics_totals", "SELECT orders, units, revenue_cents FROM analytics.totals"},
+    {"analytics_top",
+     "SELECT sku, units, revenue_cents FROM analytics.skus ORDER BY units DESC, sku LIMIT $1"},
+    {"analytics_minutes",
+     "SELECT to_char(minute AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI\"Z\"'), orders, units, revenue_cents "
+     "FROM analytics.minutes ORDER BY minute DESC LIMIT $1"},
+    {NULL, NULL},
 };
 
 struct analytics_state {
@@ -62,7 +63,8 @@ static enum worker_result analytics_apply(struct worker *w, PGconn *conn, const 
 	for (size_t i = 0; i < ev->n_items; i++) {
 		PQclear(res);
 		snprintf(qty, sizeof(qty), "%d", ev->items[i].quantity);
-		snprintf(line_rev, sizeof(line_rev), "%lld", ev->items[i].unit_price_cents * ev->items[i].quantity);
+		snprintf(line_rev, sizeof(line_rev), "%lld",
+			 ev->items[i].unit_price_cents * ev->items[i].quantity);
 		const char *sku_params[] = {ev->items[i].sku, qty, line_rev};
 		res = worker_exec(conn, "analytics_sku_add", 3, sku_params, rep);
 		if (!worker_res_ok(res))
@@ -79,8 +81,9 @@ static enum worker_result analytics_apply(struct worker *w, PGconn *conn, const 
 	}
 	snprintf(rep->line, sizeof(rep->line),
 		 "counted %lld unit%s, %s; running: %s orders, %s units, revenue %s", ev->units,
-		 ev->units == 1 ? "" : "s", event_money(ev->total_cents, m1, sizeof(m1)), PQgetvalue(res, 0, 0),
-		 PQgetvalue(res, 0, 1), event_money(strtoll(PQgetvalue(res, 0, 2), NULL, 10), m2, sizeof(m2)));
+		 ev->units == 1 ? "" : "s", event_money(ev->total_cents, m1, sizeof(m1)),
+		 PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1),
+		 event_money(strtoll(PQgetvalue(res, 0, 2), NULL, 10), m2, sizeof(m2)));
 	result = WORKER_APPLIED;
 out:
 	PQclear(res);
@@ -128,10 +131,11 @@ static void analytics_tick(struct worker *w, PGconn *conn)
 	}
 	PQclear(res);
 	if (st->have_last) {
-		log_info("last %ld s: %lld orders, revenue %s; total %lld orders, %lld units, revenue %s; top: %s",
-			 (long)(now - st->last_summary), orders - st->last_orders,
-			 event_money(revenue - st->last_revenue, m1, sizeof(m1)), orders, units,
-			 event_money(revenue, m2, sizeof(m2)), top[0] ? top : "none yet");
+		log_info(
+		    "last %ld s: %lld orders, revenue %s; total %lld orders, %lld units, revenue %s; top: %s",
+		    (long)(now - st->last_summary), orders - st->last_orders,
+		    event_money(revenue - st->last_revenue, m1, sizeof(m1)), orders, units,
+		    event_money(revenue, m2, sizeof(m2)), top[0] ? top : "none yet");
 	} else {
 		log_info("starting from: %lld orders, %lld units, revenue %s; top: %s", orders, units,
 			 event_money(revenue, m2, sizeof(m2)), top[0] ? top : "none yet");
@@ -162,7 +166,8 @@ static bool analytics_oneshot(struct worker *w, int *status)
 		log_error("cannot read analytics.totals: %s", PQerrorMessage(conn));
 		goto out;
 	}
-	printf("orders   %lld\nunits    %lld\nrevenue  %s\n", orders, units, event_money(revenue, m1, sizeof(m1)));
+	printf("orders   %lld\nunits    %lld\nrevenue  %s\n", orders, units,
+	       event_money(revenue, m1, sizeof(m1)));
 	res = analytics_query_limit(conn, "analytics_top", 10);
 	if (!worker_res_ok(res))
 		goto out;
@@ -176,7 +181,8 @@ static bool analytics_oneshot(struct worker *w, int *status)
 		goto out;
 	printf("\nlatest minutes (UTC)    orders    units       revenue\n");
 	for (int i = 0; i < PQntuples(res); i++)
-		printf("  %-18s %8s %8s  %12s\n", PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), PQgetvalue(res, i, 2),
+		printf("  %-18s %8s %8s  %12s\n", PQgetvalue(res, i, 0), PQgetvalue(res, i, 1),
+		       PQgetvalue(res, i, 2),
 		       event_money(strtoll(PQgetvalue(res, i, 3), NULL, 10), m1, sizeof(m1)));
 	fflush(stdout);
 	*status = EXIT_SUCCESS;
@@ -204,13 +210,13 @@ static void analytics_stop(struct worker *w)
 }
 
 static const struct worker_ops analytics_ops = {
-	.name = "analytics",
-	.stmts = analytics_stmts,
-	.oneshot = analytics_oneshot,
-	.start = analytics_start,
-	.apply = analytics_apply,
-	.tick = analytics_tick,
-	.stop = analytics_stop,
+    .name = "analytics",
+    .stmts = analytics_stmts,
+    .oneshot = analytics_oneshot,
+    .start = analytics_start,
+    .apply = analytics_apply,
+    .tick = analytics_tick,
+    .stop = analytics_stop,
 };
 
 int main(int argc, char **argv)

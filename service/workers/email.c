@@ -19,13 +19,13 @@
 #include "worker.h"
 
 static const struct db_stmt email_stmts[] = {
-	WORKER_COMMON_STMTS("email"),
-	/* the Date header, from the event's own time: a redelivery renders the same bytes */
-	{"email_date", "SELECT to_char($1::timestamptz AT TIME ZONE 'UTC', "
-		       "'Dy, DD Mon YYYY HH24:MI:SS \"+0000\"')"},
-	{"email_sent_insert", "INSERT INTO email.sent (event_id, order_id, recipient, file) "
-			      "VALUES ($1, $2::uuid, $3, $4)"},
-	{NULL, NULL},
+    WORKER_COMMON_STMTS("email"),
+    /* the Date header, from the event's own time: a redelivery renders the same bytes */
+    {"email_date", "SELECT to_char($1::timestamptz AT TIME ZONE 'UTC', "
+		   "'Dy, DD Mon YYYY HH24:MI:SS \"+0000\"')"},
+    {"email_sent_insert", "INSERT INTO email.sent (event_id, order_id, recipient, file) "
+			  "VALUES ($1, $2::uuid, $3, $4)"},
+    {NULL, NULL},
 };
 
 /* mkdir -p; true when the directory exists afterwards. */
@@ -52,7 +52,8 @@ static bool email_start(struct worker *w)
 		return false;
 	}
 	if (w->cfg.smtp_url[0])
-		log_warn("SMTP delivery is not implemented; delivering into the spool %s only", w->cfg.spool_dir);
+		log_warn("SMTP delivery is not implemented; delivering into the spool %s only",
+			 w->cfg.spool_dir);
 	log_info("delivering confirmations into %s", w->cfg.spool_dir);
 	return true;
 }
@@ -169,8 +170,9 @@ static enum worker_result email_apply(struct worker *w, PGconn *conn, const stru
 	res = worker_exec(conn, "email_sent_insert", 4, sent_params, rep);
 	if (!worker_res_ok(res))
 		goto out;
-	snprintf(rep->line, sizeof(rep->line), "sent confirmation to %s: %zu item%s, total %s (%s)", ev->email,
-		 ev->n_items, ev->n_items == 1 ? "" : "s", event_money(ev->total_cents, total, sizeof(total)), name);
+	snprintf(rep->line, sizeof(rep->line), "sent confirmation to %s: %zu item%s, total %s (%s)",
+		 ev->email, ev->n_items, ev->n_items == 1 ? "" : "s",
+		 event_money(ev->total_cents, total, sizeof(total)), name);
 	result = WORKER_APPLIED;
 out:
 	PQclear(res);
@@ -179,10 +181,10 @@ out:
 }
 
 static const struct worker_ops email_ops = {
-	.name = "email",
-	.stmts = email_stmts,
-	.start = email_start,
-	.apply = email_apply,
+    .name = "email",
+    .stmts = email_stmts,
+    .start = email_start,
+    .apply = email_apply,
 };
 
 int main(int argc, char **argv)

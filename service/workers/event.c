@@ -18,8 +18,8 @@ static char *header_dup(rd_kafka_headers_t *headers, const char *name)
 {
 	const void *value = NULL;
 	size_t size = 0;
-	if (!headers || rd_kafka_header_get_last(headers, name, &value, &size) != RD_KAFKA_RESP_ERR_NO_ERROR ||
-	    !value)
+	if (!headers ||
+	    rd_kafka_header_get_last(headers, name, &value, &size) != RD_KAFKA_RESP_ERR_NO_ERROR || !value)
 		return NULL;
 	if (memchr(value, '\0', size))
 		return NULL;
@@ -88,7 +88,8 @@ static bool take_int(json_t *obj, const char *name, long long min, long long max
 {
 	json_t *v = json_object_get(obj, name);
 	if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max) {
-		snprintf(err, errlen, "field \"%s\" is missing or not a whole number in %lld..%lld", name, min, max);
+		snprintf(err, errlen, "field \"%s\" is missing or not a whole number in %lld..%lld", name,
+			 min, max);
 		return false;
 	}
 	*out = json_integer_value(v);
@@ -164,7 +165,8 @@ bool event_parse_parts(const void *value, size_t len, rd_kafka_headers_t *header
 		}
 		if (!take_string(it, "sku", 64, &item->sku, err, errlen) ||
 		    !take_int(it, "quantity", 1, 100000, &q, err, errlen) ||
-		    !take_int(it, "unit_price_cents", 0, 1000000000000LL, &item->unit_price_cents, err, errlen))
+		    !take_int(it, "unit_price_cents", 0, 1000000000000LL, &item->unit_price_cents, err,
+			      errlen))
 			goto out;
 		item->quantity = (int)q;
 		ev->units += q;

@@ -22,7 +22,7 @@ struct event_item {
 
 struct order_event {
 	char *event_id; /* ce_id: letters, digits and '-' only (it names a file) */
-	char *type;     /* ce_type */
+	char *type;	/* ce_type */
 	char *order_id; /* a UUID in text form */
 	char *customer_id;
 	char *email;
@@ -41,7 +41,7 @@ struct order_event {
  * header safely. Call event_free(ev) whatever the result.
  */
 bool event_parse(const rd_kafka_message_t *msg, struct order_event *ev, char *err, size_t errlen)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 /* Same, from the parts of a message: headers may be NULL. */
 bool event_parse_parts(const void *value, size_t len, rd_kafka_headers_t *headers, struct order_event *ev,

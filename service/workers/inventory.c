@@ -16,16 +16,16 @@
 #include "worker.h"
 
 static const struct db_stmt inventory_stmts[] = {
-	WORKER_COMMON_STMTS("inventory"),
-	{"inventory_view_add",
-	 "INSERT INTO inventory.stock_view AS v (sku, units_sold, orders_seen, last_order_at) "
-	 "VALUES ($1, $2::bigint, 1, $3::timestamptz) "
-	 "ON CONFLICT (sku) DO UPDATE SET units_sold = v.units_sold + EXCLUDED.units_sold, "
-	 "  orders_seen = v.orders_seen + 1, "
-	 "  last_order_at = GREATEST(v.last_order_at, EXCLUDED.last_order_at) "
-	 "RETURNING units_sold"},
-	{"inventory_catalogue_stock", "SELECT stock FROM public.products WHERE sku = $1"},
-	{NULL, NULL},
+    WORKER_COMMON_STMTS("inventory"),
+    {"inventory_view_add",
+     "INSERT INTO inventory.stock_view AS v (sku, units_sold, orders_seen, last_order_at) "
+     "VALUES ($1, $2::bigint, 1, $3::timestamptz) "
+     "ON CONFLICT (sku) DO UPDATE SET units_sold = v.units_sold + EXCLUDED.units_sold, "
+     "  orders_seen = v.orders_seen + 1, "
+     "  last_order_at = GREATEST(v.last_order_at, EXCLUDED.last_order_at) "
+     "RETURNING units_sold"},
+    {"inventory_catalogue_stock", "SELECT stock FROM public.products WHERE sku = $1"},
+    {NULL, NULL},
 };
 
 /* Append to a fixed buffer, never overflowing (a long line is cut). */
@@ -88,10 +88,12 @@ out:
 
 static bool inventory_purge(PGconn *conn, char *err, size_t errlen)
 {
-	PGresult *res = PQexec(conn, "TRUNCATE inventory.stock_view, inventory.inbox, inventory.dead_letters");
+	PGresult *res =
+	    PQexec(conn, "TRUNCATE inventory.stock_view, inventory.inbox, inventory.dead_letters");
 	bool ok = worker_res_ok(res);
 	if (!ok)
-		snprintf(err, errlen, "%.*s", (int)strcspn(PQresultErrorMessage(res), "\n"), PQresultErrorMessage(res));
+		snprintf(err, errlen, "%.*s", (int)strcspn(PQresultErrorMessage(res), "\n"),
+			 PQresultErrorMessage(res));
 	PQclear(res);
 	return ok;
 }
@@ -103,11 +105,11 @@ static bool inventory_start(struct worker *w)
 }
 
 static const struct worker_ops inventory_ops = {
-	.name = "inventory",
-	.stmts = inventory_stmts,
-	.start = inventory_start,
-	.apply = inventory_apply,
-	.purge = inventory_purge,
+    .name = "inventory",
+    .stmts = inventory_stmts,
+    .start = inventory_start,
+    .apply = inventory_apply,
+    .purge = inventory_purge,
 };
 
 int main(int argc, char **argv)

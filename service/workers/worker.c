@@ -149,7 +149,8 @@ static enum outcome loop_dead_letter(struct loop *l, const rd_kafka_message_t *m
 	const int lengths[] = {0, 0, 0, (int)m->key_len, (int)m->len, 0};
 	const int formats[] = {0, 0, 0, 1, 1, 0};
 
-	PGresult *res = PQexecPrepared(l->w->conn, "worker_dead_letter_insert", 6, params, lengths, formats, 0);
+	PGresult *res =
+	    PQexecPrepared(l->w->conn, "worker_dead_letter_insert", 6, params, lengths, formats, 0);
 	bool ok = worker_res_ok(res);
 	if (!ok && worker_conn_broken(l->w->conn, res)) {
 		loop_db_failed(l, PQerrorMessage(l->w->conn));
@@ -273,7 +274,8 @@ static void loop_store_offset(struct loop *l, const rd_kafka_message_t *m)
 	rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(1);
 	if (!list)
 		return;
-	rd_kafka_topic_partition_list_add(list, rd_kafka_topic_name(m->rkt), m->partition)->offset = m->offset + 1;
+	rd_kafka_topic_partition_list_add(list, rd_kafka_topic_name(m->rkt), m->partition)->offset =
+	    m->offset + 1;
 	rd_kafka_resp_err_t err = rd_kafka_offsets_store(l->rk, list);
 	if (err)
 		log_debug("storing offset p%" PRId32 "@%" PRId64 ": %s (partition revoked?)", m->partition,
@@ -310,7 +312,8 @@ static rd_kafka_t *loop_consumer(struct loop *l)
 
 	if (!conf)
 		return NULL;
-	if (!kafka_conf_set(conf, "group.id", l->group) || !kafka_conf_set(conf, "auto.offset.reset", "earliest") ||
+	if (!kafka_conf_set(conf, "group.id", l->group) ||
+	    !kafka_conf_set(conf, "auto.offset.reset", "earliest") ||
 	    !kafka_conf_set(conf, "enable.auto.commit", "true") ||
 	    !kafka_conf_set(conf, "enable.auto.offset.store", "false") ||
 	    !kafka_conf_set(conf, "auto.commit.interval.ms", "1000") ||
@@ -424,7 +427,8 @@ int worker_main(const struct worker_ops *ops, int argc, char **argv)
 	if (l.rebuild) {
 		/* a fresh group has no committed offsets: it starts at the beginning */
 		size_t len = strlen(l.group);
-		snprintf(l.group + len, sizeof(l.group) - len, "-rebuild-%ld-%d", (long)time(NULL), (int)getpid());
+		snprintf(l.group + len, sizeof(l.group) - len, "-rebuild-%ld-%d", (long)time(NULL),
+			 (int)getpid());
 	}
 	if (!loop_db_ensure(&l)) {
 		status = EXIT_SUCCESS; /* stopped while waiting for the database */
@@ -466,8 +470,8 @@ int worker_main(const struct worker_ops *ops, int argc, char **argv)
 		}
 		rd_kafka_message_destroy(m);
 		if (l.rebuild && loop_rebuild_done(&l)) {
-			log_info("rebuild done: %ld events applied, %ld duplicates, %ld dead letters", l.applied,
-				 l.duplicates, l.dead);
+			log_info("rebuild done: %ld events applied, %ld duplicates, %ld dead letters",
+				 l.applied, l.duplicates, l.dead);
 			break;
 		}
 	}
@@ -480,7 +484,8 @@ out:
 			log_warn("final offset commit: %s", rd_kafka_err2str(err));
 		rd_kafka_consumer_close(l.rk);
 		rd_kafka_destroy(l.rk);
-		log_info("stopped: %ld applied, %ld duplicates skipped, %ld dead letters; offsets committed, left the group",
+		log_info("stopped: %ld applied, %ld duplicates skipped, %ld dead letters; offsets committed, "
+			 "left the group",
 			 l.applied, l.duplicates, l.dead);
 	}
 	if (started && ops->stop)

@@ -20,34 +20,36 @@
 #include "event.h"
 
 /* The statements worker.c runs in every worker's own schema. */
-#define WORKER_COMMON_STMTS(schema)                                                              \
-	{"worker_inbox_insert",                                                                  \
-	 "INSERT INTO " schema ".inbox (event_id, order_id, partition, \"offset\") "              \
-	 "VALUES ($1, $2::uuid, $3::integer, $4::bigint) ON CONFLICT (event_id) DO NOTHING "    \
-	 "RETURNING event_id"},                                                                  \
-	{"worker_dead_letter_insert",                                                            \
-	 "INSERT INTO " schema ".dead_letters (topic, partition, \"offset\", key, value, reason) " \
-	 "VALUES ($1, $2::integer, $3::bigint, $4::bytea, $5::bytea, $6) "                       \
+// clang-format off
+#define WORKER_COMMON_STMTS(schema)                                                                \
+	{"worker_inbox_insert",                                                                    \
+	 "INSERT INTO " schema ".inbox (event_id, order_id, partition, \"offset\") "                \
+	 "VALUES ($1, $2::uuid, $3::integer, $4::bigint) ON CONFLICT (event_id) DO NOTHING "      \
+	 "RETURNING event_id"},                                                                    \
+	{"worker_dead_letter_insert",                                                              \
+	 "INSERT INTO " schema ".dead_letters (topic, partition, \"offset\", key, value, reason) "  \
+	 "VALUES ($1, $2::integer, $3::bigint, $4::bytea, $5::bytea, $6) "                         \
 	 "ON CONFLICT (topic, partition, \"offset\") DO NOTHING"}
+// clang-format on
 
 enum worker_result {
 	WORKER_APPLIED, /* the effect is written; commit */
-	WORKER_FAILED,  /* roll back; retried if the connection broke, else dead-lettered */
-	WORKER_RETRY,   /* roll back; a passing problem (e.g. disk full): retry the same event */
+	WORKER_FAILED,	/* roll back; retried if the connection broke, else dead-lettered */
+	WORKER_RETRY,	/* roll back; a passing problem (e.g. disk full): retry the same event */
 };
 
 /* What an apply callback did, logged by the loop after the commit. */
 struct worker_report {
-	char line[1536]; /* info: what it did ("sent confirmation to ..."); on failure, why */
-	char warn[512];  /* optional warning line ("low stock ...") */
+	char line[1536];  /* info: what it did ("sent confirmation to ..."); on failure, why */
+	char warn[512];	  /* optional warning line ("low stock ...") */
 	char sqlstate[6]; /* of the failed statement, set by worker_exec */
 };
 
 struct worker;
 
 struct worker_ops {
-	const char *name;                   /* "email": logs, config, default group "checkout-email" */
-	const struct db_stmt *stmts;        /* NULL-terminated; include WORKER_COMMON_STMTS(schema) */
+	const char *name;	     /* "email": logs, config, default group "checkout-email" */
+	const struct db_stmt *stmts; /* NULL-terminated; include WORKER_COMMON_STMTS(schema) */
 	/*
 	 * Optional, after the configuration is loaded and before anything else.
 	 * Returns true to make the program exit at once with *status (for

@@ -16,8 +16,8 @@ void orders_uuid(char out[37])
 	fclose(f);
 	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
 	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-	snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2],
-		 b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+	snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
+		 b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
 }
 
 void orders_make(struct test_order *o, int i)
@@ -64,8 +64,10 @@ rd_kafka_t *orders_producer_new(const char *bootstrap)
 {
 	char err[256];
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
-	cr_assert(rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, err, sizeof(err)) == RD_KAFKA_CONF_OK);
-	cr_assert(rd_kafka_conf_set(conf, "enable.idempotence", "true", err, sizeof(err)) == RD_KAFKA_CONF_OK);
+	cr_assert(rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, err, sizeof(err)) ==
+		  RD_KAFKA_CONF_OK);
+	cr_assert(rd_kafka_conf_set(conf, "enable.idempotence", "true", err, sizeof(err)) ==
+		  RD_KAFKA_CONF_OK);
 	/* the broker-outage test takes the broker down under it: keep its stderr quiet */
 	cr_assert(rd_kafka_conf_set(conf, "log_level", "0", err, sizeof(err)) == RD_KAFKA_CONF_OK);
 	rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
@@ -85,10 +87,10 @@ void orders_produce_raw(rd_kafka_t *producer, const char *key, const char *value
 		rd_kafka_header_add(h, "ce_type", -1, ce_type, -1);
 	rd_kafka_header_add(h, "ce_time", -1, "2026-01-01T00:00:00Z", -1);
 	rd_kafka_header_add(h, "content-type", -1, "application/json", -1);
-	rd_kafka_resp_err_t err = rd_kafka_producev(
-		producer, RD_KAFKA_V_TOPIC("orders"), RD_KAFKA_V_KEY(key, strlen(key)),
-		RD_KAFKA_V_VALUE((void *)value, strlen(value)), RD_KAFKA_V_HEADERS(h),
-		RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+	rd_kafka_resp_err_t err =
+	    rd_kafka_producev(producer, RD_KAFKA_V_TOPIC("orders"), RD_KAFKA_V_KEY(key, strlen(key)),
+			      RD_KAFKA_V_VALUE((void *)value, strlen(value)), RD_KAFKA_V_HEADERS(h),
+			      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
 	if (err)
 		rd_kafka_headers_destroy(h); /* owned by the message only on success */
 	cr_assert_eq(err, RD_KAFKA_RESP_ERR_NO_ERROR, "produce: %s", rd_kafka_err2str(err));
@@ -122,7 +124,9 @@ void orders_seed_products(PGconn *conn, int stock)
 		snprintf(price, sizeof(price), "%d", 100 * s - 1);
 		snprintf(st, sizeof(st), "%d", stock);
 		const char *p[] = {sku, name, price, st};
-		exec_params(conn, "INSERT INTO products (sku, name, price_cents, stock) VALUES ($1, $2, $3, $4)", 4, p);
+		exec_params(conn,
+			    "INSERT INTO products (sku, name, price_cents, stock) VALUES ($1, $2, $3, $4)", 4,
+			    p);
 	}
 }
 
@@ -131,16 +135,19 @@ void orders_insert(PGconn *conn, const struct test_order *o)
 	char total[32], qty[16], price[32];
 	snprintf(total, sizeof(total), "%lld", o->total_cents);
 	const char *p[] = {o->order_id, o->customer_id, o->email, total, o->created_at};
-	exec_params(conn, "INSERT INTO orders (id, customer_id, email, total_cents, created_at) VALUES ($1, $2, $3, $4, $5)",
+	exec_params(conn,
+		    "INSERT INTO orders (id, customer_id, email, total_cents, created_at) VALUES ($1, $2, "
+		    "$3, $4, $5)",
 		    5, p);
 	for (int k = 0; k < o->n_items; k++) {
 		snprintf(qty, sizeof(qty), "%d", o->items[k].quantity);
 		snprintf(price, sizeof(price), "%lld", o->items[k].unit_price_cents);
 		const char *lp[] = {o->order_id, o->items[k].sku, qty, price, o->customer_id};
-		exec_params(conn,
-			    "INSERT INTO order_lines (order_id, sku, quantity, unit_price_cents, customer_id) "
-			    "VALUES ($1, $2, $3, $4, $5)",
-			    5, lp);
+		exec_params(
+		    conn,
+		    "INSERT INTO order_lines (order_id, sku, quantity, unit_price_cents, customer_id) "
+		    "VALUES ($1, $2, $3, $4, $5)",
+		    5, lp);
 		const char *sp[] = {qty, o->items[k].sku};
 		exec_params(conn, "UPDATE products SET stock = stock - $1::integer WHERE sku = $2", 2, sp);
 	}

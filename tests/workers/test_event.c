@@ -18,8 +18,8 @@ static rd_kafka_headers_t *headers(const char *ce_id, const char *ce_type)
 }
 
 /* Parse value with the given headers; returns the result, err filled. */
-static bool parse(const char *value, const char *ce_id, const char *ce_type, struct order_event *ev, char *err,
-		  size_t errlen)
+static bool parse(const char *value, const char *ce_id, const char *ce_type, struct order_event *ev,
+		  char *err, size_t errlen)
 {
 	rd_kafka_headers_t *h = headers(ce_id, ce_type);
 	bool ok = event_parse_parts(value, value ? strlen(value) : 0, h, ev, err, errlen);
@@ -61,44 +61,50 @@ Test(event, rejects_poison_with_a_reason)
 {
 	static const char good_items[] = "\"items\":[{\"sku\":\"a\",\"quantity\":1,\"unit_price_cents\":5}]";
 	char ok_value[512], crlf_email[512], bad_uuid[512], zero_qty[512];
-	snprintf(ok_value, sizeof(ok_value),
-		 "{\"order_id\":\"00000000-0000-4000-8000-000000000001\",\"customer_id\":\"c\",\"email\":\"a@b\","
-		 "%s,\"total_cents\":5,\"created_at\":\"2026-01-01T00:00:00Z\"}",
-		 good_items);
-	snprintf(crlf_email, sizeof(crlf_email),
-		 "{\"order_id\":\"00000000-0000-4000-8000-000000000001\",\"customer_id\":\"c\","
-		 "\"email\":\"a@b\\r\\nBcc: x@y\",%s,\"total_cents\":5,\"created_at\":\"2026-01-01T00:00:00Z\"}",
-		 good_items);
+	snprintf(
+	    ok_value, sizeof(ok_value),
+	    "{\"order_id\":\"00000000-0000-4000-8000-000000000001\",\"customer_id\":\"c\",\"email\":\"a@b\","
+	    "%s,\"total_cents\":5,\"created_at\":\"2026-01-01T00:00:00Z\"}",
+	    good_items);
+	snprintf(
+	    crlf_email, sizeof(crlf_email),
+	    "{\"order_id\":\"00000000-0000-4000-8000-000000000001\",\"customer_id\":\"c\","
+	    "\"email\":\"a@b\\r\\nBcc: x@y\",%s,\"total_cents\":5,\"created_at\":\"2026-01-01T00:00:00Z\"}",
+	    good_items);
 	snprintf(bad_uuid, sizeof(bad_uuid),
 		 "{\"order_id\":\"not-a-uuid\",\"customer_id\":\"c\",\"email\":\"a@b\",%s,\"total_cents\":5,"
 		 "\"created_at\":\"2026-01-01T00:00:00Z\"}",
 		 good_items);
-	snprintf(zero_qty, sizeof(zero_qty),
-		 "{\"order_id\":\"00000000-0000-4000-8000-000000000001\",\"customer_id\":\"c\",\"email\":\"a@b\","
-		 "\"items\":[{\"sku\":\"a\",\"quantity\":0,\"unit_price_cents\":5}],\"total_cents\":5,"
-		 "\"created_at\":\"2026-01-01T00:00:00Z\"}");
+	snprintf(
+	    zero_qty, sizeof(zero_qty),
+	    "{\"order_id\":\"00000000-0000-4000-8000-000000000001\",\"customer_id\":\"c\",\"email\":\"a@b\","
+	    "\"items\":[{\"sku\":\"a\",\"quantity\":0,\"unit_price_cents\":5}],\"total_cents\":5,"
+	    "\"created_at\":\"2026-01-01T00:00:00Z\"}");
 	const struct poison cases[] = {
-		{"this is { not JSON", "e1", "order.admitted", "not JSON"},
-		{"[1,2]", "e1", "order.admitted", "not a JSON object"},
-		{"{\"order_id\":\"00000000-0000-4000-8000-000000000001\"}", "e1", "order.admitted", "\"customer_id\""},
-		{ok_value, "e1", "order.cancelled", "unknown ce_type"},
-		{ok_value, NULL, "order.admitted", "ce_id"},
-		{ok_value, "../../etc/passwd", "order.admitted", "ce_id"},
-		{ok_value, "e1", NULL, "ce_type"},
-		{crlf_email, "e1", "order.admitted", "\"email\""},
-		{bad_uuid, "e1", "order.admitted", "UUID"},
-		{zero_qty, "e1", "order.admitted", "\"quantity\""},
-		{"", "e1", "order.admitted", "empty"},
+	    {"this is { not JSON", "e1", "order.admitted", "not JSON"},
+	    {"[1,2]", "e1", "order.admitted", "not a JSON object"},
+	    {"{\"order_id\":\"00000000-0000-4000-8000-000000000001\"}", "e1", "order.admitted",
+	     "\"customer_id\""},
+	    {ok_value, "e1", "order.cancelled", "unknown ce_type"},
+	    {ok_value, NULL, "order.admitted", "ce_id"},
+	    {ok_value, "../../etc/passwd", "order.admitted", "ce_id"},
+	    {ok_value, "e1", NULL, "ce_type"},
+	    {crlf_email, "e1", "order.admitted", "\"email\""},
+	    {bad_uuid, "e1", "order.admitted", "UUID"},
+	    {zero_qty, "e1", "order.admitted", "\"quantity\""},
+	    {"", "e1", "order.admitted", "empty"},
 	};
 	struct order_event ev;
 	char err[256];
-	cr_assert(parse(ok_value, "e1", "order.admitted", &ev, err, sizeof(err)), "the baseline parses: %s", err);
+	cr_assert(parse(ok_value, "e1", "order.admitted", &ev, err, sizeof(err)), "the baseline parses: %s",
+		  err);
 	event_free(&ev);
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		err[0] = '\0';
 		cr_expect(!parse(cases[i].value, cases[i].ce_id, cases[i].ce_type, &ev, err, sizeof(err)),
 			  "case %zu is rejected", i);
-		cr_expect(strstr(err, cases[i].reason), "case %zu: reason '%s' mentions '%s'", i, err, cases[i].reason);
+		cr_expect(strstr(err, cases[i].reason), "case %zu: reason '%s' mentions '%s'", i, err,
+			  cases[i].reason);
 		event_free(&ev);
 	}
 }

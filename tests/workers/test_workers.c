@@ -122,14 +122,15 @@ static void make_orders(struct test_order *orders, int n, int first, bool insert
 /* The inventory view equals what the checkout database says was sold. */
 static void expect_inventory_equals_database(void)
 {
-	cr_expect_eq(testenv_query_long(env.conn,
-					"SELECT count(*) FROM ("
-					" (SELECT sku, sum(quantity)::bigint, count(*)::bigint FROM order_lines GROUP BY sku"
-					"  EXCEPT SELECT sku, units_sold, orders_seen FROM inventory.stock_view)"
-					" UNION ALL"
-					" (SELECT sku, units_sold, orders_seen FROM inventory.stock_view"
-					"  EXCEPT SELECT sku, sum(quantity)::bigint, count(*)::bigint FROM order_lines"
-					"  GROUP BY sku)) AS diff"),
+	cr_expect_eq(testenv_query_long(
+			 env.conn,
+			 "SELECT count(*) FROM ("
+			 " (SELECT sku, sum(quantity)::bigint, count(*)::bigint FROM order_lines GROUP BY sku"
+			 "  EXCEPT SELECT sku, units_sold, orders_seen FROM inventory.stock_view)"
+			 " UNION ALL"
+			 " (SELECT sku, units_sold, orders_seen FROM inventory.stock_view"
+			 "  EXCEPT SELECT sku, sum(quantity)::bigint, count(*)::bigint FROM order_lines"
+			 "  GROUP BY sku)) AS diff"),
 		     0, "inventory.stock_view (units_sold, orders_seen) per SKU equals order_lines");
 	cr_expect_gt(testenv_query_long(env.conn, "SELECT count(*) FROM inventory.stock_view"), 0);
 }
@@ -144,7 +145,8 @@ static void expect_analytics_equals_database(void)
 	cr_expect_eq(testenv_query_long(env.conn, "SELECT revenue_cents FROM analytics.totals"), revenue);
 	cr_expect_eq(testenv_query_long(env.conn, "SELECT units FROM analytics.totals"), units);
 	cr_expect_eq(testenv_query_long(env.conn, "SELECT sum(orders) FROM analytics.minutes"), orders);
-	cr_expect_eq(testenv_query_long(env.conn, "SELECT sum(revenue_cents) FROM analytics.minutes"), revenue);
+	cr_expect_eq(testenv_query_long(env.conn, "SELECT sum(revenue_cents) FROM analytics.minutes"),
+		     revenue);
 	cr_expect_eq(testenv_query_long(env.conn, "SELECT sum(units) FROM analytics.skus"), units);
 	cr_expect_eq(testenv_query_long(env.conn, "SELECT sum(revenue_cents) FROM analytics.skus"), revenue);
 }
@@ -194,7 +196,8 @@ static void expect_confirmations(const struct test_order *orders, int n)
 		/* the "Total" line ends with the order's total */
 		const char *line = strstr(text, "Total ");
 		size_t len = line ? strcspn(line, "\r") : 0;
-		cr_expect(line && len >= strlen(total) && !strncmp(line + len - strlen(total), total, strlen(total)),
+		cr_expect(line && len >= strlen(total) &&
+			      !strncmp(line + len - strlen(total), total, strlen(total)),
 			  "%s shows the total%s", path, total);
 		cr_expect(strstr(text, orders[i].order_id), "%s names the order", path);
 		free(text);
@@ -236,8 +239,8 @@ Test(workers, each_worker_applies_every_order_exactly_once_when_every_event_is_d
 	spawn_worker(INVENTORY, NULL, "LOW_STOCK_THRESHOLD=990");
 	spawn_worker(ANALYTICS, NULL, NULL);
 	for (int w = 0; w < N_WORKERS; w++)
-		cr_assert_eq(wait_value("SELECT count(*) FROM @.inbox", schemas[w], N), N, "%s applied every event",
-			     programs[w]);
+		cr_assert_eq(wait_value("SELECT count(*) FROM @.inbox", schemas[w], N), N,
+			     "%s applied every event", programs[w]);
 	for (int w = 0; w < N_WORKERS; w++)
 		cr_expect_eq(wait_log_count(&workers[w], "duplicate event", N), N,
 			     "%s logged each second copy as a duplicate", programs[w]);
@@ -253,7 +256,8 @@ Test(workers, each_worker_applies_every_order_exactly_once_when_every_event_is_d
 	cr_expect_eq(testenv_count_log(&workers[ANALYTICS], "running: "), N);
 	char needle[128];
 	snprintf(needle, sizeof(needle), "order=%.8s p", orders[0].order_id);
-	cr_expect_eq(testenv_count_log(&workers[INVENTORY], needle), 2, "applied once, skipped once: %s", needle);
+	cr_expect_eq(testenv_count_log(&workers[INVENTORY], needle), 2, "applied once, skipped once: %s",
+		     needle);
 	cr_expect(testenv_wait_log(&workers[ANALYTICS], "last 1 s:", 5000), "analytics logs a summary line");
 	cr_expect_eq(testenv_count_log(&workers[INVENTORY], "low stock"), 0, "no SKU crossed 990 yet");
 
@@ -269,8 +273,9 @@ Test(workers, each_worker_applies_every_order_exactly_once_when_every_event_is_d
 	orders_insert(env.conn, &low);
 	orders_produce(env.producer, &low);
 	orders_flush(env.producer);
-	cr_expect(testenv_wait_log(&workers[INVENTORY], "low stock: sku-2 down to 989 (threshold 990)", 20000),
-		  "the inventory log warns once the stock crosses the threshold");
+	cr_expect(
+	    testenv_wait_log(&workers[INVENTORY], "low stock: sku-2 down to 989 (threshold 990)", 20000),
+	    "the inventory log warns once the stock crosses the threshold");
 	for (int w = 0; w < N_WORKERS; w++)
 		cr_expect_eq(wait_value("SELECT count(*) FROM @.inbox", schemas[w], N + 1), N + 1);
 
@@ -333,15 +338,16 @@ Test(workers, a_worker_killed_before_storing_offsets_applies_each_order_once_aft
 	spawn_worker(INVENTORY, NULL, NULL);
 	spawn_worker(ANALYTICS, NULL, NULL);
 	for (int w = 0; w < N_WORKERS; w++)
-		cr_assert_eq(wait_value("SELECT count(*) FROM @.inbox", schemas[w], N), N, "%s applied every event",
-			     programs[w]);
+		cr_assert_eq(wait_value("SELECT count(*) FROM @.inbox", schemas[w], N), N,
+			     "%s applied every event", programs[w]);
 	int redelivered = 0;
 	for (int w = 0; w < N_WORKERS; w++) {
 		int applied_first = (int)testenv_count_log(&first[w], "order=") -
 				    testenv_count_log(&first[w], "duplicate event");
 		cr_expect_eq(applied_first + testenv_count_log(&workers[w], "order=") -
-				     testenv_count_log(&workers[w], "duplicate event"),
-			     N + testenv_count_log(&first[w], "low stock") + testenv_count_log(&workers[w], "low stock"),
+				 testenv_count_log(&workers[w], "duplicate event"),
+			     N + testenv_count_log(&first[w], "low stock") +
+				 testenv_count_log(&workers[w], "low stock"),
 			     "%s: one applied line per order over both runs", programs[w]);
 		redelivered += testenv_count_log(&workers[w], "duplicate event");
 	}
@@ -369,8 +375,8 @@ Test(workers, poison_messages_are_dead_lettered_and_the_events_after_them_applie
 	orders_produce_raw(env.producer, key, good[0], orders[0].event_id, "order.admitted");
 	orders_produce_raw(env.producer, key, "this is { not JSON", bad_ids[0], "order.admitted");
 	orders_produce_raw(env.producer, key, good[1], orders[1].event_id, "order.admitted");
-	orders_produce_raw(env.producer, key, "{\"order_id\":\"00000000-0000-4000-8000-000000000001\"}", bad_ids[1],
-			   "order.admitted");
+	orders_produce_raw(env.producer, key, "{\"order_id\":\"00000000-0000-4000-8000-000000000001\"}",
+			   bad_ids[1], "order.admitted");
 	orders_produce_raw(env.producer, key, good[2], orders[2].event_id, "order.admitted");
 	orders_produce_raw(env.producer, key, good[2], bad_ids[2], "order.cancelled");
 	orders_produce_raw(env.producer, key, good[3], orders[3].event_id, "order.admitted");
@@ -381,19 +387,23 @@ Test(workers, poison_messages_are_dead_lettered_and_the_events_after_them_applie
 	for (int w = 0; w < N_WORKERS; w++)
 		spawn_worker(w, NULL, NULL);
 	for (int w = 0; w < N_WORKERS; w++) {
-		cr_assert_eq(wait_value("SELECT count(*) FROM @.inbox", schemas[w], N), N, "%s applied the good ones",
-			     programs[w]);
+		cr_assert_eq(wait_value("SELECT count(*) FROM @.inbox", schemas[w], N), N,
+			     "%s applied the good ones", programs[w]);
 		cr_expect_eq(wait_value("SELECT count(*) FROM @.dead_letters", schemas[w], 3), 3,
 			     "%s recorded three dead letters", programs[w]);
-		cr_expect_eq(query("SELECT count(*) FROM @.dead_letters WHERE value = 'this is { not JSON'::bytea "
-				   "AND reason LIKE '%not JSON%' AND key = convert_to('00000000-0000-4000-8000-000000000001', 'UTF8')",
-				   schemas[w]),
-			     1, "%s kept the raw bytes of the non-JSON message", programs[w]);
-		cr_expect_eq(query("SELECT count(*) FROM @.dead_letters WHERE reason LIKE '%unknown ce_type%'",
-				   schemas[w]),
-			     1);
-		cr_expect_eq(query("SELECT count(*) FROM @.dead_letters WHERE reason LIKE '%missing%'", schemas[w]),
-			     1);
+		cr_expect_eq(
+		    query("SELECT count(*) FROM @.dead_letters WHERE value = 'this is { not JSON'::bytea "
+			  "AND reason LIKE '%not JSON%' AND key = "
+			  "convert_to('00000000-0000-4000-8000-000000000001', 'UTF8')",
+			  schemas[w]),
+		    1, "%s kept the raw bytes of the non-JSON message", programs[w]);
+		cr_expect_eq(
+		    query("SELECT count(*) FROM @.dead_letters WHERE reason LIKE '%unknown ce_type%'",
+			  schemas[w]),
+		    1);
+		cr_expect_eq(
+		    query("SELECT count(*) FROM @.dead_letters WHERE reason LIKE '%missing%'", schemas[w]),
+		    1);
 		cr_expect_eq(wait_log_count(&workers[w], "dead letter", 3), 3, "%s logged each bad message",
 			     programs[w]);
 		cr_expect(!testenv_exited(&workers[w], NULL), "%s is still running", programs[w]);
@@ -434,7 +444,8 @@ Test(workers, inventory_rebuild_ends_equal_to_the_database)
 		testenv_sleep_ms(20);
 	cr_assert_eq(status, 0, "--rebuild ends by itself with 0; see %s", workers[INVENTORY].log_path);
 	cr_expect_eq(testenv_count_log(&workers[INVENTORY], "rebuild done"), 1);
-	cr_expect_eq(testenv_count_log(&workers[INVENTORY], "duplicate event"), N, "the second copies are skipped");
+	cr_expect_eq(testenv_count_log(&workers[INVENTORY], "duplicate event"), N,
+		     "the second copies are skipped");
 	expect_inventory_equals_database();
 	cr_expect_eq(testenv_query_long(env.conn, "SELECT count(*) FROM inventory.inbox"), N);
 }
