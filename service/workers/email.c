@@ -5,7 +5,15 @@
  * renamed into place before the inbox row commits: a redelivered event
  * renames the same bytes onto the same name, so it can never produce a
  * second email.
+ *
+ * With --smtp-url the message is also handed to an SMTP server (libcurl)
+ * before the commit. That leg is at-least-once: a crash between the SMTP
+ * hand-off and the commit sends it again on redelivery, with the same
+ * Message-ID (<ce_id@checkout.example>) so the receiving side can tell.
+ * A 5xx answer is permanent (dead letter); anything else is retried.
  */
+#include <curl/curl.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -45,17 +53,109 @@ static bool email_mkdirs(const char *path)
 	return mkdir(buf, 0755) == 0 || errno == EEXIST;
 }
 
+/* Remove temporary files a killed predecessor left behind (".NAME.PID.tmp"). */
+static void email_clean_spool(const char *dir)
+{
+	DIR *d = opendir(dir);
+	char path[PATH_MAX];
+	if (!d)
+		return;
+	for (struct dirent *e; (e = readdir(d));) {
+		size_t len = strlen(e->d_name);
+		if (e->d_name[0] != '.' || len < 5 || strcmp(e->d_name + len - 4, ".tmp") != 0)
+			continue;
+		if (snprintf(path, sizeof(path), "%s/%s", dir, e->d_name) < (int)sizeof(path))
+			unlink(path);
+	}
+	closedir(d);
+}
+
 static bool email_start(struct worker *w)
 {
 	if (!email_mkdirs(w->cfg.spool_dir)) {
 		log_error("cannot create the mail spool %s: %s", w->cfg.spool_dir, strerror(errno));
 		return false;
 	}
-	if (w->cfg.smtp_url[0])
-		log_warn("SMTP delivery is not implemented; delivering into the spool %s only",
-			 w->cfg.spool_dir);
-	log_info("delivering confirmations into %s", w->cfg.spool_dir);
+	email_clean_spool(w->cfg.spool_dir);
+	if (w->cfg.smtp_url[0]) {
+		if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+			log_error("cannot initialise libcurl for SMTP");
+			return false;
+		}
+		log_info("delivering confirmations into %s and by SMTP to %s", w->cfg.spool_dir,
+			 w->cfg.smtp_url);
+	} else {
+		log_info("delivering confirmations into %s", w->cfg.spool_dir);
+	}
 	return true;
+}
+
+static void email_stop(struct worker *w)
+{
+	if (w->cfg.smtp_url[0])
+		curl_global_cleanup();
+}
+
+struct email_upload {
+	const char *data;
+	size_t len, pos;
+};
+
+static size_t email_upload_read(char *buf, size_t size, size_t nmemb, void *userdata)
+{
+	struct email_upload *up = userdata;
+	size_t n = size * nmemb;
+	if (n > up->len - up->pos)
+		n = up->len - up->pos;
+	memcpy(buf, up->data + up->pos, n);
+	up->pos += n;
+	return n;
+}
+
+/*
+ * Hand the message to the SMTP server at url. Returns WORKER_APPLIED when
+ * it was accepted, WORKER_FAILED when the server refused it for good (5xx),
+ * WORKER_RETRY otherwise; the reason goes into rep->line.
+ */
+static enum worker_result email_smtp_send(const char *url, const struct order_event *ev, const char *text,
+					  size_t len, struct worker_report *rep)
+{
+	struct email_upload up = {text, len, 0};
+	char rcpt[400];
+	long code = 0;
+	enum worker_result result = WORKER_RETRY;
+	struct curl_slist *rcpts = NULL;
+	CURL *curl = curl_easy_init();
+
+	snprintf(rcpt, sizeof(rcpt), "<%s>", ev->email);
+	rcpts = curl_slist_append(NULL, rcpt);
+	if (!curl || !rcpts) {
+		snprintf(rep->line, sizeof(rep->line), "SMTP: out of memory");
+		goto out;
+	}
+	curl_easy_setopt(curl, CURLOPT_URL, url);
+	curl_easy_setopt(curl, CURLOPT_MAIL_FROM, "<orders@checkout.example>");
+	curl_easy_setopt(curl, CURLOPT_MAIL_RCPT, rcpts);
+	curl_easy_setopt(curl, CURLOPT_READFUNCTION, email_upload_read);
+	curl_easy_setopt(curl, CURLOPT_READDATA, &up);
+	curl_easy_setopt(curl, CURLOPT_UPLOAD, 1L);
+	curl_easy_setopt(curl, CURLOPT_TIMEOUT, 30L);
+	curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+	CURLcode rc = curl_easy_perform(curl);
+	curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &code);
+	if (rc == CURLE_OK) {
+		result = WORKER_APPLIED;
+		goto out;
+	}
+	snprintf(rep->line, sizeof(rep->line), "SMTP delivery to %s failed: %s (reply %ld)", ev->email,
+		 curl_easy_strerror(rc), code);
+	if (code >= 500 && code < 600)
+		result = WORKER_FAILED;
+out:
+	curl_slist_free_all(rcpts);
+	if (curl)
+		curl_easy_cleanup(curl);
+	return result;
 }
 
 /* Render the message into a new string (CRLF line ends); NULL when out of memory. */
@@ -165,14 +265,21 @@ static enum worker_result email_apply(struct worker *w, PGconn *conn, const stru
 		result = WORKER_RETRY;
 		goto out;
 	}
+	if (w->cfg.smtp_url[0]) {
+		result = email_smtp_send(w->cfg.smtp_url, ev, text, len, rep);
+		if (result != WORKER_APPLIED)
+			goto out;
+		result = WORKER_FAILED;
+	}
 	PQclear(res);
 	const char *sent_params[] = {ev->event_id, ev->order_id, ev->email, path};
 	res = worker_exec(conn, "email_sent_insert", 4, sent_params, rep);
 	if (!worker_res_ok(res))
 		goto out;
-	snprintf(rep->line, sizeof(rep->line), "sent confirmation to %s: %zu item%s, total %s (%s)",
+	snprintf(rep->line, sizeof(rep->line), "sent confirmation to %s: %zu item%s, total %s (%s%s)",
 		 ev->email, ev->n_items, ev->n_items == 1 ? "" : "s",
-		 event_money(ev->total_cents, total, sizeof(total)), name);
+		 event_money(ev->total_cents, total, sizeof(total)), name,
+		 w->cfg.smtp_url[0] ? ", and by SMTP" : "");
 	result = WORKER_APPLIED;
 out:
 	PQclear(res);
@@ -185,6 +292,7 @@ static const struct worker_ops email_ops = {
     .stmts = email_stmts,
     .start = email_start,
     .apply = email_apply,
+    .stop = email_stop,
 };
 
 int main(int argc, char **argv)
