@@ -548,7 +548,7 @@ Test(workers, email_also_delivers_by_smtp_and_retries_a_temporary_refusal)
 	}
 	cr_expect_eq(testenv_count_log(&workers[EMAIL], "cannot apply yet, retrying: SMTP delivery"),
 		     REFUSALS, "each temporary refusal is logged and retried");
-	cr_expect_eq(wait_log_count(&workers[EMAIL], "and by SMTP", N), N);
+	cr_expect_eq(wait_log_count(&workers[EMAIL], ".eml, and by SMTP)", N), N);
 	expect_confirmations(orders, N);
 	cr_expect_eq(testenv_stop(&workers[EMAIL], SIGTERM), 0);
 }
