@@ -83,6 +83,7 @@ struct loop {
 	int partitions;
 	bool *at_end;
 	long applied, duplicates, dead;
+	char last_retry[256]; /* the reason last logged for retrying the current message */
 };
 
 /* Connect (or reconnect) until it works or a stop is requested. Logs an
@@ -195,7 +196,11 @@ static enum outcome loop_apply(struct loop *l, const rd_kafka_message_t *m, cons
 		if (wr == WORKER_RETRY) {
 			struct worker_report ignore;
 			(void)loop_command(conn, "ROLLBACK", &ignore);
-			log_msg(LOG_WARN, ctx, "cannot apply yet, retrying: %s", rep.line);
+			/* one line per message and reason, not one per attempt */
+			bool repeated = !strncmp(l->last_retry, rep.line, sizeof(l->last_retry) - 1);
+			log_msg(repeated ? LOG_DEBUG : LOG_WARN, ctx, "cannot apply yet, retrying: %s",
+				rep.line);
+			snprintf(l->last_retry, sizeof(l->last_retry), "%s", rep.line);
 			nap(1000);
 			return OUTCOME_RETRY;
 		}
@@ -256,6 +261,7 @@ static bool loop_handle(struct loop *l, const rd_kafka_message_t *m)
 		snprintf(ctx, sizeof(ctx), "p%" PRId32 "@%" PRId64, m->partition, m->offset);
 	}
 	enum outcome o = OUTCOME_RETRY;
+	l->last_retry[0] = '\0';
 	while (o == OUTCOME_RETRY) {
 		if (!loop_db_ensure(l)) {
 			o = OUTCOME_STOPPED;
@@ -415,6 +421,8 @@ int worker_main(const struct worker_ops *ops, int argc, char **argv)
 		log_error("--rebuild is only for checkout-inventory");
 		goto out;
 	}
+	if (w.cfg.metrics_listen[0])
+		log_warn("--metrics-listen is not served by the workers; their figures are in their tables");
 	if (ops->start && !ops->start(&w))
 		goto out;
 	started = true;

@@ -546,8 +546,9 @@ Test(workers, email_also_delivers_by_smtp_and_retries_a_temporary_refusal)
 		}
 		cr_expect_eq(found, 1, "the SMTP server got %s for %s once", id, orders[i].email);
 	}
-	cr_expect_eq(testenv_count_log(&workers[EMAIL], "cannot apply yet, retrying: SMTP delivery"),
-		     REFUSALS, "each temporary refusal is logged and retried");
+	/* the first order was refused REFUSALS times and retried until accepted: one line says so */
+	cr_expect_eq(testenv_count_log(&workers[EMAIL], "cannot apply yet, retrying: SMTP delivery"), 1,
+		     "a temporary refusal is logged once per message, not once per attempt");
 	cr_expect_eq(wait_log_count(&workers[EMAIL], ".eml, and by SMTP)", N), N);
 	expect_confirmations(orders, N);
 	cr_expect_eq(testenv_stop(&workers[EMAIL], SIGTERM), 0);
