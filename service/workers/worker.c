@@ -200,7 +200,7 @@ static enum outcome loop_apply(struct loop *l, const rd_kafka_message_t *m, cons
 			bool repeated = !strncmp(l->last_retry, rep.line, sizeof(l->last_retry) - 1);
 			log_msg(repeated ? LOG_DEBUG : LOG_WARN, ctx, "cannot apply yet, retrying: %s",
 				rep.line);
-			snprintf(l->last_retry, sizeof(l->last_retry), "%s", rep.line);
+			snprintf(l->last_retry, sizeof(l->last_retry), "%.255s", rep.line);
 			nap(1000);
 			return OUTCOME_RETRY;
 		}
