@@ -97,6 +97,12 @@ static bool loop_db_ensure(struct loop *l)
 
 	if (w->conn && PQstatus(w->conn) == CONNECTION_OK)
 		return true;
+	if (w->conn && !l->db_down_logged) {
+		/* broken under a periodic query (tick), not under a message */
+		log_warn("database unreachable, retrying: %.*s", (int)strcspn(PQerrorMessage(w->conn), "\n"),
+			 PQerrorMessage(w->conn));
+		l->db_down_logged = true;
+	}
 	while (!stop_requested) {
 		PQfinish(w->conn);
 		w->conn = db_connect(w->cfg.database_url, tables, err, sizeof(err));
