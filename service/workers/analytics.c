@@ -3,7 +3,8 @@
  * Every admitted order adds to analytics.totals (orders, units, revenue),
  * to its minute in analytics.minutes (the minute of the order's created_at)
  * and to each of its SKUs in analytics.skus. Every --summary-seconds a
- * summary line is logged; --totals prints the current figures and exits.
+ * summary line is logged; --totals prints the current figures and exits;
+ * --rebuild purges the figures and replays the topic from the beginning.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -192,6 +193,21 @@ out:
 	return true;
 }
 
+/* --rebuild: throw the figures away; the replay adds them up again. */
+static bool analytics_purge(PGconn *conn, char *err, size_t errlen)
+{
+	PGresult *res = PQexec(conn, "TRUNCATE analytics.minutes, analytics.skus, analytics.inbox, "
+				     "analytics.dead_letters;"
+				     "UPDATE analytics.totals SET orders = 0, units = 0, revenue_cents = 0, "
+				     "updated_at = now()");
+	bool ok = worker_res_ok(res);
+	if (!ok)
+		snprintf(err, errlen, "%.*s", (int)strcspn(PQresultErrorMessage(res), "\n"),
+			 PQresultErrorMessage(res));
+	PQclear(res);
+	return ok;
+}
+
 static bool analytics_start(struct worker *w)
 {
 	w->state = calloc(1, sizeof(struct analytics_state));
@@ -216,6 +232,7 @@ static const struct worker_ops analytics_ops = {
     .start = analytics_start,
     .apply = analytics_apply,
     .tick = analytics_tick,
+    .purge = analytics_purge,
     .stop = analytics_stop,
 };
 

@@ -424,7 +424,7 @@ int worker_main(const struct worker_ops *ops, int argc, char **argv)
 	if (ops->oneshot && ops->oneshot(&w, &status))
 		goto out;
 	if (w.cfg.rebuild && !ops->purge) {
-		log_error("--rebuild is only for checkout-inventory");
+		log_error("--rebuild is only for checkout-inventory and checkout-analytics");
 		goto out;
 	}
 	if (w.cfg.metrics_listen[0])

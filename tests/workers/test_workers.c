@@ -431,7 +431,7 @@ Test(workers, poison_messages_are_dead_lettered_and_the_events_after_them_applie
 	expect_analytics_equals_database();
 }
 
-Test(workers, inventory_rebuild_ends_equal_to_the_database)
+Test(workers, inventory_and_analytics_rebuilds_end_equal_to_the_database)
 {
 	enum { N = 30 };
 	struct test_order orders[N];
@@ -443,24 +443,43 @@ Test(workers, inventory_rebuild_ends_equal_to_the_database)
 	orders_flush(env.producer);
 
 	spawn_worker(INVENTORY, NULL, NULL);
+	spawn_worker(ANALYTICS, NULL, NULL);
 	cr_assert_eq(wait_value("SELECT count(*) FROM @.inbox", "inventory", N), N);
+	cr_assert_eq(wait_value("SELECT count(*) FROM @.inbox", "analytics", N), N);
 	cr_assert_eq(testenv_stop(&workers[INVENTORY], SIGTERM), 0);
+	cr_assert_eq(testenv_stop(&workers[ANALYTICS], SIGTERM), 0);
 	expect_inventory_equals_database();
+	expect_analytics_equals_database();
 
-	/* the view is thrown away (and damaged for good measure), then rebuilt */
+	/* the views are thrown away (and damaged for good measure), then rebuilt */
 	testenv_exec(env.conn, "UPDATE inventory.stock_view SET units_sold = units_sold + 7");
 	testenv_exec(env.conn, "DELETE FROM inventory.stock_view WHERE sku = 'sku-1'");
+	testenv_exec(env.conn, "UPDATE analytics.totals SET orders = 1, revenue_cents = 5");
+	testenv_exec(env.conn, "DELETE FROM analytics.skus WHERE sku = 'sku-2'");
 	const char *args[] = {"--rebuild", NULL};
 	spawn_worker(INVENTORY, args, NULL);
-	int status = -1;
-	for (int i = 0; i < 1500 && !testenv_exited(&workers[INVENTORY], &status); i++)
-		testenv_sleep_ms(20);
-	cr_assert_eq(status, 0, "--rebuild ends by itself with 0; see %s", workers[INVENTORY].log_path);
-	cr_expect_eq(testenv_count_log(&workers[INVENTORY], "rebuild done"), 1);
-	cr_expect_eq(testenv_count_log(&workers[INVENTORY], "duplicate event"), N,
-		     "the second copies are skipped");
+	spawn_worker(ANALYTICS, args, NULL);
+	for (int w = INVENTORY; w <= ANALYTICS; w++) {
+		int status = -1;
+		for (int i = 0; i < 1500 && !testenv_exited(&workers[w], &status); i++)
+			testenv_sleep_ms(20);
+		cr_assert_eq(status, 0, "--rebuild ends by itself with 0; see %s", workers[w].log_path);
+		cr_expect_eq(testenv_count_log(&workers[w], "rebuild done"), 1);
+		cr_expect_eq(testenv_count_log(&workers[w], "duplicate event"), N,
+			     "the second copies are skipped");
+	}
 	expect_inventory_equals_database();
+	expect_analytics_equals_database();
 	cr_expect_eq(testenv_query_long(env.conn, "SELECT count(*) FROM inventory.inbox"), N);
+	cr_expect_eq(testenv_query_long(env.conn, "SELECT count(*) FROM analytics.inbox"), N);
+
+	/* the email worker has no view to rebuild: it says so */
+	spawn_worker(EMAIL, args, NULL);
+	int status = -1;
+	for (int i = 0; i < 500 && !testenv_exited(&workers[EMAIL], &status); i++)
+		testenv_sleep_ms(20);
+	cr_expect_eq(status, 1);
+	cr_expect_eq(testenv_count_log(&workers[EMAIL], "--rebuild is only for"), 1);
 }
 
 Test(workers, a_database_outage_is_waited_out_and_the_same_event_retried)
