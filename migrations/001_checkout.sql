@@ -1,6 +1,14 @@
 -- The checkout's own tables: the source of truth.
 -- Every read the checkout makes under SERIALIZABLE goes through an index, so
 -- SSI takes page-level predicate locks and unrelated checkouts do not conflict.
+-- Each access path has its index: products and limit_groups by primary key,
+-- the purchase-limit sum by order_lines_customer_group, the foreign-key
+-- checks by products_pkey and orders_pkey. On small or freshly analysed
+-- tables the planner still prefers a sequential scan (one page is cheaper than
+-- an index probe), and under SSI that locks the whole relation; so the
+-- checkout transaction runs with SET LOCAL enable_seqscan = off
+-- (service/server/checkout.c) and the test
+-- disjoint_carts_do_not_conflict_because_every_read_uses_an_index proves it.
 
 CREATE TABLE limit_groups (
     name         text PRIMARY KEY CHECK (length(name) BETWEEN 1 AND 64),
