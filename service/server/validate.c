@@ -7,7 +7,9 @@
 
 static void add_error(json_t *errors, const char *field, const char *message)
 {
-	json_array_append_new(errors, json_pack("{s:s, s:s}", "field", field, "message", message));
+	json_t *e = json_pack("{s:s, s:s}", "field", field, "message", message);
+	/* never lose an error: a message that is not UTF-8 becomes a generic one */
+	json_array_append_new(errors, e ? e : json_pack("{s:s, s:s}", "field", "", "message", "is not valid"));
 }
 
 /* Characters of a UTF-8 string (jansson has already checked the encoding). */
@@ -28,6 +30,10 @@ static json_t *parse_object(const char *body, size_t len, json_t *errors)
 		char msg[256];
 		snprintf(msg, sizeof(msg), "malformed JSON at line %d column %d: %s", jerr.line, jerr.column,
 			 jerr.text);
+		/* jansson quotes the offending bytes, which may be invalid UTF-8 */
+		for (char *c = msg; *c; c++)
+			if ((unsigned char)*c >= 0x80 || (unsigned char)*c < 0x20)
+				*c = '?';
 		add_error(errors, "", msg);
 		return NULL;
 	}
