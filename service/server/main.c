@@ -17,13 +17,18 @@
 #include "orders.h"
 #include "products.h"
 
-/* Refresh the planner's statistics once: tables analysed while empty plan badly. */
-static void analyze_tables(struct db_pool *pool)
+/*
+ * Housekeeping at start, best effort (the database may be down): refresh the
+ * planner's statistics (tables analysed while empty plan badly) and drop
+ * idempotency keys past their 24 hours (a claim also overwrites them).
+ */
+static void start_housekeeping(struct db_pool *pool)
 {
 	char err[256] = "";
 	PGconn *conn = db_pool_acquire(pool, HTTP_DB_WAIT_MS, err, sizeof(err));
-	if (!conn || !db_command(conn, "ANALYZE products, limit_groups, order_lines, orders", err, sizeof(err)))
-		log_warn("could not analyze the tables at start (continuing): %s", err);
+	if (!conn || !db_command(conn, "ANALYZE products, limit_groups, order_lines, orders", err, sizeof(err)) ||
+	    !db_command(conn, "DELETE FROM idempotency_keys WHERE expires_at < now()", err, sizeof(err)))
+		log_warn("housekeeping at start failed (continuing): %s", err);
 	db_pool_release(pool, conn);
 }
 
@@ -64,7 +69,7 @@ int main(int argc, char **argv)
 		log_error("out of memory");
 		goto out;
 	}
-	analyze_tables(srv.pool);
+	start_housekeeping(srv.pool);
 	daemon = http_start(&srv, err, sizeof(err));
 	if (!daemon) {
 		log_error("%s", err);

@@ -15,7 +15,7 @@ static const char *const route_names[ROUTE_COUNT] = {
 	[ROUTE_PRODUCT] = "/v1/products/{sku}",	   [ROUTE_LIMIT] = "/v1/limits/{group}",
 	[ROUTE_ORDER] = "/v1/orders/{id}",	   [ROUTE_HEALTHZ] = "/healthz",
 	[ROUTE_READYZ] = "/readyz",		   [ROUTE_METRICS] = "/metrics",
-	[ROUTE_OPENAPI] = "/openapi.json",	   [ROUTE_UNKNOWN] = "other",
+	[ROUTE_UNKNOWN] = "other",
 };
 
 static const char *const outcome_names[OUTCOME_COUNT] = {

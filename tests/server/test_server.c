@@ -540,13 +540,12 @@ static bool pg_control(const char *what)
 	const char *version = getenv("PGVERSION");
 	if (custom)
 		snprintf(cmd, sizeof(cmd), "%s", custom);
+	else if (version && !strcmp(what, "STOP"))
+		snprintf(cmd, sizeof(cmd), "pg_ctlcluster --mode=fast %s regress stop >/dev/null 2>&1", version);
 	else if (version)
-		snprintf(cmd, sizeof(cmd), "pg_ctlcluster %s regress %s -m fast >/dev/null 2>&1", version,
-			 !strcmp(what, "STOP") ? "stop" : "start");
+		snprintf(cmd, sizeof(cmd), "pg_ctlcluster %s regress start >/dev/null 2>&1", version);
 	else
 		return false;
-	if (!strcmp(what, "START") && !custom)
-		snprintf(cmd, sizeof(cmd), "pg_ctlcluster %s regress start >/dev/null 2>&1", version);
 	return system(cmd) == 0;
 }
 
