@@ -31,36 +31,33 @@
 #define BACKOFF_CAP_MS 500
 
 const struct db_stmt checkout_stmts[] = {
-	/* $1 text[] of SKUs, $2 customer id */
-	{"checkout_read",
-	 "SELECT p.sku, p.price_cents, p.stock, p.limit_group, g.per_customer, "
-	 "  CASE WHEN p.limit_group IS NULL THEN 0 ELSE "
-	 "    (SELECT coalesce(sum(l.quantity), 0) FROM order_lines l "
-	 "     WHERE l.customer_id = $2 AND l.limit_group = p.limit_group) END "
-	 "FROM products p LEFT JOIN limit_groups g ON g.name = p.limit_group "
-	 "WHERE p.sku = ANY ($1::text[])"},
-	{"checkout_order_id",
-	 "SELECT gen_random_uuid()::text, "
-	 "  to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"},
-	{"checkout_write_stock", "UPDATE products SET stock = $2, updated_at = now() WHERE sku = $1"},
-	{"checkout_insert_order",
-	 "INSERT INTO orders (id, customer_id, email, total_cents, created_at) VALUES ($1, $2, $3, $4, $5)"},
-	{"checkout_insert_line",
-	 "INSERT INTO order_lines (order_id, sku, quantity, unit_price_cents, customer_id, limit_group) "
-	 "VALUES ($1, $2, $3, $4, $5, $6)"},
-	{"checkout_insert_outbox",
-	 "INSERT INTO outbox (event_id, event_type, aggregate_id, payload, created_at) "
-	 "VALUES (gen_random_uuid(), 'order.admitted', $1, $2::jsonb, $3)"},
-	{NULL, NULL},
+    /* $1 text[] of SKUs, $2 customer id */
+    {"checkout_read", "SELECT p.sku, p.price_cents, p.stock, p.limit_group, g.per_customer, "
+		      "  CASE WHEN p.limit_group IS NULL THEN 0 ELSE "
+		      "    (SELECT coalesce(sum(l.quantity), 0) FROM order_lines l "
+		      "     WHERE l.customer_id = $2 AND l.limit_group = p.limit_group) END "
+		      "FROM products p LEFT JOIN limit_groups g ON g.name = p.limit_group "
+		      "WHERE p.sku = ANY ($1::text[])"},
+    {"checkout_order_id", "SELECT gen_random_uuid()::text, "
+			  "  to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"},
+    {"checkout_write_stock", "UPDATE products SET stock = $2, updated_at = now() WHERE sku = $1"},
+    {"checkout_insert_order",
+     "INSERT INTO orders (id, customer_id, email, total_cents, created_at) VALUES ($1, $2, $3, $4, $5)"},
+    {"checkout_insert_line",
+     "INSERT INTO order_lines (order_id, sku, quantity, unit_price_cents, customer_id, limit_group) "
+     "VALUES ($1, $2, $3, $4, $5, $6)"},
+    {"checkout_insert_outbox", "INSERT INTO outbox (event_id, event_type, aggregate_id, payload, created_at) "
+			       "VALUES (gen_random_uuid(), 'order.admitted', $1, $2::jsonb, $3)"},
+    {NULL, NULL},
 };
 
 /* How one attempt of the transaction ended. */
 enum tx_status {
-	TX_OK,		/* committed (admitted, or a rejection decided) */
-	TX_RETRY,	/* 40001/40P01: run the whole transaction again */
-	TX_LOST_EARLY,	/* the connection died before any write was sent: safe to retry */
-	TX_LOST,	/* the connection died during the writes: outcome unknown */
-	TX_FAILED,	/* any other error */
+	TX_OK,	       /* committed (admitted, or a rejection decided) */
+	TX_RETRY,      /* 40001/40P01: run the whole transaction again */
+	TX_LOST_EARLY, /* the connection died before any write was sent: safe to retry */
+	TX_LOST,       /* the connection died during the writes: outcome unknown */
+	TX_FAILED,     /* any other error */
 };
 
 /* What the read found for one cart line. */
@@ -81,7 +78,8 @@ static unsigned jitter_ms(unsigned max)
 	if (!state) {
 		struct timespec ts;
 		clock_gettime(CLOCK_MONOTONIC, &ts);
-		state = ((unsigned long long)ts.tv_nsec << 16) ^ (unsigned long long)pthread_self() ^ 0x9e3779b97f4a7c15ULL;
+		state = ((unsigned long long)ts.tv_nsec << 16) ^ (unsigned long long)pthread_self() ^
+			0x9e3779b97f4a7c15ULL;
 	}
 	state ^= state << 13;
 	state ^= state >> 7;
@@ -203,7 +201,8 @@ static void collect_lines(const struct checkout_request *cart, const PGresult *r
 			l->price_cents = strtoll(PQgetvalue(rows, r, 1), NULL, 10);
 			l->stock = strtoll(PQgetvalue(rows, r, 2), NULL, 10);
 			if (!PQgetisnull(rows, r, 3) && !PQgetisnull(rows, r, 4)) {
-				snprintf(l->limit_group, sizeof(l->limit_group), "%s", PQgetvalue(rows, r, 3));
+				snprintf(l->limit_group, sizeof(l->limit_group), "%s",
+					 PQgetvalue(rows, r, 3));
 				l->per_customer = strtoll(PQgetvalue(rows, r, 4), NULL, 10);
 				l->bought = strtoll(PQgetvalue(rows, r, 5), NULL, 10);
 			}
@@ -240,9 +239,9 @@ static bool decide(const struct checkout_request *cart, const struct line_state 
 		if (!lines[i].found)
 			json_array_append_new(unknown, json_string(it->sku));
 		else if (lines[i].stock < it->quantity)
-			json_array_append_new(short_items,
-					      json_pack("{s:s, s:i, s:I}", "sku", it->sku, "requested", it->quantity,
-							"available", (json_int_t)lines[i].stock));
+			json_array_append_new(short_items, json_pack("{s:s, s:i, s:I}", "sku", it->sku,
+								     "requested", it->quantity, "available",
+								     (json_int_t)lines[i].stock));
 	}
 	if (json_array_size(unknown)) {
 		result->status = 422;
@@ -254,8 +253,9 @@ static bool decide(const struct checkout_request *cart, const struct line_state 
 	if (json_array_size(short_items)) {
 		result->status = 409;
 		result->outcome = OUTCOME_OUT_OF_STOCK;
-		result->body = problem_text(409, "out-of-stock", "Not enough stock for some items; nothing was bought.",
-					    json_pack("{s:O}", "unavailable", short_items));
+		result->body =
+		    problem_text(409, "out-of-stock", "Not enough stock for some items; nothing was bought.",
+				 json_pack("{s:O}", "unavailable", short_items));
 		goto out;
 	}
 	/* the purchase limit: units per customer across every product of a group */
@@ -273,15 +273,15 @@ static bool decide(const struct checkout_request *cart, const struct line_state 
 		if (seen || lines[i].bought + requested <= lines[i].per_customer)
 			continue;
 		char detail[400];
-		snprintf(detail, sizeof(detail), "At most %lld units of group %s per customer.", lines[i].per_customer,
-			 lines[i].limit_group);
+		snprintf(detail, sizeof(detail), "At most %lld units of group %s per customer.",
+			 lines[i].per_customer, lines[i].limit_group);
 		result->status = 409;
 		result->outcome = OUTCOME_LIMIT_EXCEEDED;
-		result->body = problem_text(409, "purchase-limit-exceeded", detail,
-					    json_pack("{s:s, s:I, s:I, s:I}", "limit_group", lines[i].limit_group,
-						      "per_customer", (json_int_t)lines[i].per_customer,
-						      "already_bought", (json_int_t)lines[i].bought, "requested",
-						      (json_int_t)requested));
+		result->body = problem_text(
+		    409, "purchase-limit-exceeded", detail,
+		    json_pack("{s:s, s:I, s:I, s:I}", "limit_group", lines[i].limit_group, "per_customer",
+			      (json_int_t)lines[i].per_customer, "already_bought",
+			      (json_int_t)lines[i].bought, "requested", (json_int_t)requested));
 		goto out;
 	}
 	admit = true;
@@ -296,16 +296,17 @@ out:
  * as JSON text. Returns false when out of memory.
  */
 static bool build_admitted(const struct checkout_request *cart, const struct line_state *lines,
-			   const char *order_id, const char *created_at, long long total, char **body, char **payload)
+			   const char *order_id, const char *created_at, long long total, char **body,
+			   char **payload)
 {
 	json_t *items = json_array();
 	for (size_t i = 0; items && i < cart->n_items; i++)
-		json_array_append_new(items, json_pack("{s:s, s:i, s:I}", "sku", cart->items[i].sku, "quantity",
-						       cart->items[i].quantity, "unit_price_cents",
-						       (json_int_t)lines[i].price_cents));
-	json_t *obj = json_pack("{s:s, s:s, s:s, s:s, s:O, s:I, s:s}", "order_id", order_id, "status", "admitted",
-				"customer_id", cart->customer_id, "email", cart->email, "items", items,
-				"total_cents", (json_int_t)total, "created_at", created_at);
+		json_array_append_new(items, json_pack("{s:s, s:i, s:I}", "sku", cart->items[i].sku,
+						       "quantity", cart->items[i].quantity,
+						       "unit_price_cents", (json_int_t)lines[i].price_cents));
+	json_t *obj = json_pack("{s:s, s:s, s:s, s:s, s:O, s:I, s:s}", "order_id", order_id, "status",
+				"admitted", "customer_id", cart->customer_id, "email", cart->email, "items",
+				items, "total_cents", (json_int_t)total, "created_at", created_at);
 	json_decref(items);
 	if (!obj)
 		return false;
@@ -414,8 +415,9 @@ static enum tx_status checkout_attempt(struct server *srv, PGconn *conn, const s
 		char quantity[16], price[32];
 		snprintf(quantity, sizeof(quantity), "%d", cart->items[i].quantity);
 		snprintf(price, sizeof(price), "%lld", lines[i].price_cents);
-		const char *p[] = {order_id, cart->items[i].sku, quantity, price, cart->customer_id,
-				   lines[i].limit_group[0] ? lines[i].limit_group : NULL};
+		const char *p[] = {order_id,	      cart->items[i].sku,
+				   quantity,	      price,
+				   cart->customer_id, lines[i].limit_group[0] ? lines[i].limit_group : NULL};
 		ok = send_prepared(conn, "checkout_insert_line", 6, p);
 		sent++;
 	}
@@ -466,17 +468,20 @@ void checkout_run(struct server *srv, PGconn **conn, const struct checkout_reque
 			*conn = db_pool_acquire(srv->pool, HTTP_DB_WAIT_MS, err, sizeof(err));
 		if (!*conn)
 			goto unavailable;
-		enum tx_status status = checkout_attempt(srv, *conn, cart, idempotency_key, result, err, sizeof(err));
+		enum tx_status status =
+		    checkout_attempt(srv, *conn, cart, idempotency_key, result, err, sizeof(err));
 		switch (status) {
 		case TX_OK:
 			return;
 		case TX_RETRY:
 			if (attempt >= srv->cfg->max_retries) {
-				log_msg(LOG_WARN, cart->customer_id, "checkout gave up after %d retries: %s", attempt, err);
+				log_msg(LOG_WARN, cart->customer_id, "checkout gave up after %d retries: %s",
+					attempt, err);
 				result->status = 503;
 				result->outcome = OUTCOME_CONTENTION;
-				result->body = problem_text(503, "too-much-contention",
-							    "The checkout conflicted with others too often; retry.", NULL);
+				result->body = problem_text(
+				    503, "too-much-contention",
+				    "The checkout conflicted with others too often; retry.", NULL);
 				return;
 			}
 			metrics_retry();
@@ -501,8 +506,8 @@ void checkout_run(struct server *srv, PGconn **conn, const struct checkout_reque
 			log_msg(LOG_ERROR, cart->customer_id, "checkout failed: %s", err);
 			result->status = 500;
 			result->outcome = OUTCOME_UNAVAILABLE;
-			result->body = problem_text(500, "internal-error", "The checkout failed; nothing was bought.",
-						    NULL);
+			result->body = problem_text(500, "internal-error",
+						    "The checkout failed; nothing was bought.", NULL);
 			return;
 		}
 	}
@@ -510,14 +515,16 @@ unavailable:
 	log_msg(LOG_WARN, cart->customer_id, "database unavailable: %s", err);
 	result->status = 503;
 	result->outcome = OUTCOME_UNAVAILABLE;
-	result->body = problem_text(503, "database-unavailable", "The database cannot be reached; retry later.", NULL);
+	result->body =
+	    problem_text(503, "database-unavailable", "The database cannot be reached; retry later.", NULL);
 }
 
 /* ---- the handler ------------------------------------------------------ */
 
 /* Claim the key, reconnecting past connections that died with a database restart. */
-static enum idempotency_claim claim_key(struct server *srv, PGconn **conn, const char *key, const char *canonical,
-					struct idempotency_response *stored, char *err, size_t errlen)
+static enum idempotency_claim claim_key(struct server *srv, PGconn **conn, const char *key,
+					const char *canonical, struct idempotency_response *stored, char *err,
+					size_t errlen)
 {
 	for (int tries = 0; tries <= srv->cfg->db_pool_size + 1; tries++) {
 		if (!*conn)
@@ -571,28 +578,32 @@ enum MHD_Result checkout_handle(struct http_request *req)
 			claimed = true;
 			break;
 		case IDEMPOTENCY_REPLAY: {
-			const char *headers[] = {"Idempotent-Replayed", "true", stored.location ? "Location" : NULL,
-						 stored.location, NULL};
+			const char *headers[] = {"Idempotent-Replayed", "true",
+						 stored.location ? "Location" : NULL, stored.location, NULL};
 			result.outcome = OUTCOME_REPLAYED;
-			ret = http_reply(req, stored.status,
-					 stored.status >= 400 ? "application/problem+json" : "application/json",
-					 stored.body, strlen(stored.body), headers);
+			ret =
+			    http_reply(req, stored.status,
+				       stored.status >= 400 ? "application/problem+json" : "application/json",
+				       stored.body, strlen(stored.body), headers);
 			goto out;
 		}
 		case IDEMPOTENCY_MISMATCH:
 			result.outcome = OUTCOME_IDEMPOTENCY_CONFLICT;
-			ret = http_reply_problem(req, 422, "idempotency-key-mismatch",
-						 "This Idempotency-Key was first used with a different request.", NULL);
+			ret = http_reply_problem(
+			    req, 422, "idempotency-key-mismatch",
+			    "This Idempotency-Key was first used with a different request.", NULL);
 			goto out;
 		case IDEMPOTENCY_IN_USE:
 			result.outcome = OUTCOME_IDEMPOTENCY_CONFLICT;
-			ret = http_reply_problem(req, 409, "idempotency-key-in-use",
-						 "A request with this Idempotency-Key is still being processed.", NULL);
+			ret = http_reply_problem(
+			    req, 409, "idempotency-key-in-use",
+			    "A request with this Idempotency-Key is still being processed.", NULL);
 			goto out;
 		case IDEMPOTENCY_DB_ERROR:
 			log_msg(LOG_WARN, key, "idempotency claim failed: %s", err);
 			result.outcome = OUTCOME_UNAVAILABLE;
-			ret = http_reply_unavailable(req, "database-unavailable", "The database cannot be reached.");
+			ret = http_reply_unavailable(req, "database-unavailable",
+						     "The database cannot be reached.");
 			goto out;
 		}
 	}
@@ -607,10 +618,13 @@ enum MHD_Result checkout_handle(struct http_request *req)
 		 !idempotency_store(conn, key, result.status, result.body, NULL))
 		log_msg(LOG_WARN, key, "could not store the idempotent answer");
 
-	const char *headers[] = {result.status == 201 ? "Location" : result.status == 503 ? "Retry-After" : NULL,
+	const char *headers[] = {result.status == 201	? "Location"
+				 : result.status == 503 ? "Retry-After"
+							: NULL,
 				 result.status == 201 ? result.location : "1", NULL};
-	ret = http_reply(req, result.status, result.status >= 400 ? "application/problem+json" : "application/json",
-			 result.body, strlen(result.body), headers);
+	ret = http_reply(req, result.status,
+			 result.status >= 400 ? "application/problem+json" : "application/json", result.body,
+			 strlen(result.body), headers);
 	if (result.status == 201) {
 		char ctx[64];
 		snprintf(ctx, sizeof(ctx), "order=%s", result.order_id);

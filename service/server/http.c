@@ -27,22 +27,22 @@ static const struct {
 	const char *name;
 	const char *title;
 } problem_titles[] = {
-	{"invalid-request", "The request is not valid"},
-	{"payload-too-large", "The request body is larger than 64 KiB"},
-	{"unsupported-media-type", "The request body must be application/json"},
-	{"method-not-allowed", "Method not allowed"},
-	{"not-found", "Not found"},
-	{"out-of-stock", "Some items are out of stock"},
-	{"purchase-limit-exceeded", "The purchase limit would be exceeded"},
-	{"unknown-sku", "Some SKUs do not exist"},
-	{"unknown-limit-group", "The limit group does not exist"},
-	{"idempotency-key-mismatch", "The Idempotency-Key was used with another request"},
-	{"idempotency-key-in-use", "A request with this Idempotency-Key is still running"},
-	{"database-unavailable", "The database is unavailable"},
-	{"too-much-contention", "Too many concurrent checkouts conflicted"},
-	{"unauthorized", "A valid admin token is required"},
-	{"forbidden", "Admin operations are disabled"},
-	{"internal-error", "Internal error"},
+    {"invalid-request", "The request is not valid"},
+    {"payload-too-large", "The request body is larger than 64 KiB"},
+    {"unsupported-media-type", "The request body must be application/json"},
+    {"method-not-allowed", "Method not allowed"},
+    {"not-found", "Not found"},
+    {"out-of-stock", "Some items are out of stock"},
+    {"purchase-limit-exceeded", "The purchase limit would be exceeded"},
+    {"unknown-sku", "Some SKUs do not exist"},
+    {"unknown-limit-group", "The limit group does not exist"},
+    {"idempotency-key-mismatch", "The Idempotency-Key was used with another request"},
+    {"idempotency-key-in-use", "A request with this Idempotency-Key is still running"},
+    {"database-unavailable", "The database is unavailable"},
+    {"too-much-contention", "Too many concurrent checkouts conflicted"},
+    {"unauthorized", "A valid admin token is required"},
+    {"forbidden", "Admin operations are disabled"},
+    {"internal-error", "Internal error"},
 };
 
 double http_now(void)
@@ -57,8 +57,8 @@ const char *http_header(struct http_request *req, const char *name)
 	return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
 }
 
-enum MHD_Result http_reply(struct http_request *req, unsigned status, const char *content_type, const char *body,
-			   size_t len, const char *const *headers)
+enum MHD_Result http_reply(struct http_request *req, unsigned status, const char *content_type,
+			   const char *body, size_t len, const char *const *headers)
 {
 	struct MHD_Response *resp = MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
 	if (!resp)
@@ -82,8 +82,9 @@ enum MHD_Result http_reply_json(struct http_request *req, unsigned status, json_
 	json_decref(body);
 	if (!text)
 		return MHD_NO;
-	enum MHD_Result ret = http_reply(req, status, status >= 400 ? "application/problem+json" : "application/json",
-					 text, strlen(text), headers);
+	enum MHD_Result ret =
+	    http_reply(req, status, status >= 400 ? "application/problem+json" : "application/json", text,
+		       strlen(text), headers);
 	free(text);
 	return ret;
 }
@@ -96,12 +97,12 @@ json_t *http_problem(unsigned status, const char *name, const char *detail)
 		if (!strcmp(problem_titles[i].name, name))
 			title = problem_titles[i].title;
 	snprintf(type, sizeof(type), PROBLEM_BASE "%s", name);
-	return json_pack("{s:s, s:s, s:i, s:s}", "type", type, "title", title, "status", (int)status, "detail",
-			 detail ? detail : title);
+	return json_pack("{s:s, s:s, s:i, s:s}", "type", type, "title", title, "status", (int)status,
+			 "detail", detail ? detail : title);
 }
 
-enum MHD_Result http_reply_problem(struct http_request *req, unsigned status, const char *name, const char *detail,
-				   json_t *extra)
+enum MHD_Result http_reply_problem(struct http_request *req, unsigned status, const char *name,
+				   const char *detail, json_t *extra)
 {
 	return http_reply_problem_with(req, status, name, detail, extra, NULL);
 }
@@ -119,7 +120,8 @@ enum MHD_Result http_reply_problem_with(struct http_request *req, unsigned statu
 enum MHD_Result http_reply_invalid(struct http_request *req, json_t *errors)
 {
 	json_t *extra = json_pack("{s:o}", "errors", errors ? errors : json_array());
-	return http_reply_problem(req, 400, "invalid-request", "The request body does not match the schema.", extra);
+	return http_reply_problem(req, 400, "invalid-request", "The request body does not match the schema.",
+				  extra);
 }
 
 enum MHD_Result http_reply_unavailable(struct http_request *req, const char *name, const char *detail)
@@ -133,7 +135,8 @@ bool http_require_admin(struct http_request *req, enum MHD_Result *ret)
 	static const char *const challenge[] = {"WWW-Authenticate", "Bearer", NULL};
 	const char *token = req->srv->cfg->admin_token;
 	if (!token || !*token) {
-		*ret = http_reply_problem(req, 403, "forbidden", "No ADMIN_TOKEN is configured on this server.", NULL);
+		*ret = http_reply_problem(req, 403, "forbidden",
+					  "No ADMIN_TOKEN is configured on this server.", NULL);
 		return false;
 	}
 	const char *auth = http_header(req, MHD_HTTP_HEADER_AUTHORIZATION);
@@ -145,8 +148,8 @@ bool http_require_admin(struct http_request *req, enum MHD_Result *ret)
 	for (size_t i = 0; i < n; i++)
 		diff |= (unsigned char)((i < glen ? given[i] : 0) ^ (i < tlen ? token[i] : 0));
 	if (diff) {
-		*ret = http_reply_problem_with(req, 401, "unauthorized", "Missing or wrong bearer token.", NULL,
-					       challenge);
+		*ret = http_reply_problem_with(req, 401, "unauthorized", "Missing or wrong bearer token.",
+					       NULL, challenge);
 		return false;
 	}
 	return true;
@@ -159,7 +162,8 @@ bool http_require_json(struct http_request *req, enum MHD_Result *ret)
 	if (type && !strncasecmp(type, "application/json", n) &&
 	    (type[n] == '\0' || type[n] == ';' || type[n] == ' '))
 		return true;
-	*ret = http_reply_problem(req, 415, "unsupported-media-type", "Send the body as application/json.", NULL);
+	*ret = http_reply_problem(req, 415, "unsupported-media-type", "Send the body as application/json.",
+				  NULL);
 	return false;
 }
 
@@ -184,7 +188,8 @@ PGresult *http_db_exec(struct http_request *req, const char *stmt, int n, const 
 		res = NULL;
 	}
 	log_warn("database unavailable: %s", err);
-	*ret = http_reply_unavailable(req, "database-unavailable", "The database cannot be reached; retry later.");
+	*ret = http_reply_unavailable(req, "database-unavailable",
+				      "The database cannot be reached; retry later.");
 	return NULL;
 }
 
@@ -262,8 +267,8 @@ static enum MHD_Result dispatch(struct http_request *req)
 	enum MHD_Result ret;
 
 	if (req->body_too_large)
-		return http_reply_problem(req, 413, "payload-too-large", "The body must be at most 65536 bytes.",
-					  NULL);
+		return http_reply_problem(req, 413, "payload-too-large",
+					  "The body must be at most 65536 bytes.", NULL);
 	switch (req->route) {
 	case ROUTE_CHECKOUT:
 		if (strcmp(m, "POST"))
@@ -334,7 +339,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		req->started = http_now();
 		*con_cls = req;
 		/* refuse a body announced too large before reading it */
-		const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+		const char *cl =
+		    MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
 		if (cl && strtoull(cl, NULL, 10) > VALIDATE_MAX_BODY) {
 			req->body_too_large = true;
 			return dispatch(req);
@@ -367,7 +373,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	return dispatch(req);
 }
 
-static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe)
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+			 enum MHD_RequestTerminationCode toe)
 {
 	struct http_request *req = *con_cls;
 	(void)cls;
@@ -376,7 +383,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 		return;
 	if (log_enabled(LOG_DEBUG))
 		log_msg(LOG_DEBUG, NULL, "%s %s -> %u in %.1f ms%s", req->method, req->url, req->status,
-			(http_now() - req->started) * 1000.0, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (aborted)");
+			(http_now() - req->started) * 1000.0,
+			toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (aborted)");
 	free(req->body);
 	free(req);
 	*con_cls = NULL;
@@ -408,8 +416,8 @@ struct MHD_Daemon *http_start(struct server *srv, char *err, size_t errlen)
 			 MHD_USE_POLL;
 	if (ai->ai_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
-	daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log,
-				  NULL, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+	daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER,
+				  on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
 				  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_CONNECTION_TIMEOUT,
 				  MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_CONNECTION_LIMIT,
 				  MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)HTTP_PER_IP_LIMIT,

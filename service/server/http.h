@@ -36,7 +36,7 @@ struct http_request {
 	char *body;
 	size_t body_len;
 	bool body_too_large;
-	double started; /* monotonic seconds */
+	double started;	 /* monotonic seconds */
 	unsigned status; /* 0 until replied */
 };
 
@@ -44,7 +44,8 @@ struct http_request {
  * Start listening on cfg->listen_host:listen_port. Returns the daemon, or
  * NULL with a reason in err. Stop it with http_stop().
  */
-struct MHD_Daemon *http_start(struct server *srv, char *err, size_t errlen) __attribute__((warn_unused_result));
+struct MHD_Daemon *http_start(struct server *srv, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
 
 /* Stop the daemon, waiting for running requests. Accepts NULL. */
 void http_stop(struct MHD_Daemon *daemon);
@@ -60,8 +61,8 @@ double http_now(void);
  * extra headers (pairs of name, value; NULL-terminated; may be NULL).
  * Returns MHD's result for the access handler to return.
  */
-enum MHD_Result http_reply(struct http_request *req, unsigned status, const char *content_type, const char *body,
-			   size_t len, const char *const *headers);
+enum MHD_Result http_reply(struct http_request *req, unsigned status, const char *content_type,
+			   const char *body, size_t len, const char *const *headers);
 
 /*
  * Reply with body as JSON (application/json below 400, problem+json from
@@ -77,8 +78,8 @@ enum MHD_Result http_reply_json(struct http_request *req, unsigned status, json_
 json_t *http_problem(unsigned status, const char *name, const char *detail);
 
 /* Build a problem (see http_problem), merge extra into it (takes it; may be NULL) and reply. */
-enum MHD_Result http_reply_problem(struct http_request *req, unsigned status, const char *name, const char *detail,
-				   json_t *extra);
+enum MHD_Result http_reply_problem(struct http_request *req, unsigned status, const char *name,
+				   const char *detail, json_t *extra);
 
 /* Like http_reply_problem, with extra response headers (name, value pairs, NULL-terminated). */
 enum MHD_Result http_reply_problem_with(struct http_request *req, unsigned status, const char *name,

@@ -10,23 +10,26 @@
 #define STR(x) STR_(x)
 
 const struct db_stmt idempotency_stmts[] = {
-	/* a fresh key, an expired one, or one whose holder died: take it */
-	{"idempotency_claim",
-	 "INSERT INTO idempotency_keys AS k (key, request_hash, locked_until) "
-	 "VALUES ($1, " HASH ", now() + interval '" STR(IDEMPOTENCY_LEASE_SECONDS) " seconds') "
-	 "ON CONFLICT (key) DO UPDATE SET request_hash = EXCLUDED.request_hash, status = NULL, "
-	 "  response_body = NULL, location = NULL, locked_until = EXCLUDED.locked_until, "
-	 "  created_at = now(), expires_at = now() + interval '24 hours' "
-	 "WHERE k.expires_at < now() OR (k.status IS NULL AND k.locked_until < now()) "
-	 "RETURNING 1"},
-	{"idempotency_lookup",
-	 "SELECT request_hash = " HASH ", status, response_body, location "
-	 "FROM idempotency_keys WHERE key = $1"},
-	{"idempotency_store",
-	 "UPDATE idempotency_keys SET status = $2, response_body = $3, location = $4, locked_until = NULL "
-	 "WHERE key = $1"},
-	{"idempotency_release", "DELETE FROM idempotency_keys WHERE key = $1 AND status IS NULL"},
-	{NULL, NULL},
+    /* a fresh key, an expired one, or one whose holder died: take it */
+    {"idempotency_claim",
+     "INSERT INTO idempotency_keys AS k (key, request_hash, locked_until) "
+     "VALUES ($1, " HASH ", now() + interval '" STR(
+	 IDEMPOTENCY_LEASE_SECONDS) " seconds') "
+				    "ON CONFLICT (key) DO UPDATE SET request_hash = EXCLUDED.request_hash, "
+				    "status = NULL, "
+				    "  response_body = NULL, location = NULL, locked_until = "
+				    "EXCLUDED.locked_until, "
+				    "  created_at = now(), expires_at = now() + interval '24 hours' "
+				    "WHERE k.expires_at < now() OR (k.status IS NULL AND k.locked_until < "
+				    "now()) "
+				    "RETURNING 1"},
+    {"idempotency_lookup", "SELECT request_hash = " HASH ", status, response_body, location "
+			   "FROM idempotency_keys WHERE key = $1"},
+    {"idempotency_store",
+     "UPDATE idempotency_keys SET status = $2, response_body = $3, location = $4, locked_until = NULL "
+     "WHERE key = $1"},
+    {"idempotency_release", "DELETE FROM idempotency_keys WHERE key = $1 AND status IS NULL"},
+    {NULL, NULL},
 };
 
 static char *dup_value(const PGresult *res, int col)

@@ -41,11 +41,11 @@ extern const struct db_stmt idempotency_stmts[];
  */
 enum idempotency_claim idempotency_claim(PGconn *conn, const char *key, const char *canonical,
 					 struct idempotency_response *stored, char *err, size_t errlen)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 /* Store the answer of a claimed key. Returns false if the database failed. */
 bool idempotency_store(PGconn *conn, const char *key, unsigned status, const char *body, const char *location)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 /* Forget a claimed key that has no answer (after a 5xx). Best effort. */
 void idempotency_release(PGconn *conn, const char *key);

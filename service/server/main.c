@@ -26,7 +26,8 @@ static void start_housekeeping(struct db_pool *pool)
 {
 	char err[256] = "";
 	PGconn *conn = db_pool_acquire(pool, HTTP_DB_WAIT_MS, err, sizeof(err));
-	if (!conn || !db_command(conn, "ANALYZE products, limit_groups, order_lines, orders", err, sizeof(err)) ||
+	if (!conn ||
+	    !db_command(conn, "ANALYZE products, limit_groups, order_lines, orders", err, sizeof(err)) ||
 	    !db_command(conn, "DELETE FROM idempotency_keys WHERE expires_at < now()", err, sizeof(err)))
 		log_warn("housekeeping at start failed (continuing): %s", err);
 	db_pool_release(pool, conn);
@@ -54,7 +55,8 @@ int main(int argc, char **argv)
 			 "anomalies (oversold stock, broken purchase limits) !!!",
 			 config_isolation_sql(cfg.isolation));
 	if (cfg.race_pause_ms > 0)
-		log_warn("RACE_PAUSE_MS=%d: every checkout pauses between its read and its write", cfg.race_pause_ms);
+		log_warn("RACE_PAUSE_MS=%d: every checkout pauses between its read and its write",
+			 cfg.race_pause_ms);
 
 	/* block the stop signals before any thread starts, so only sigwait() sees them */
 	sigemptyset(&stop);

@@ -11,23 +11,27 @@
 #define STATUS_MAX 599
 
 static const char *const route_names[ROUTE_COUNT] = {
-	[ROUTE_CHECKOUT] = "/v1/checkout",	   [ROUTE_PRODUCTS] = "/v1/products",
-	[ROUTE_PRODUCT] = "/v1/products/{sku}",	   [ROUTE_LIMIT] = "/v1/limits/{group}",
-	[ROUTE_ORDER] = "/v1/orders/{id}",	   [ROUTE_HEALTHZ] = "/healthz",
-	[ROUTE_READYZ] = "/readyz",		   [ROUTE_METRICS] = "/metrics",
-	[ROUTE_UNKNOWN] = "other",
+    [ROUTE_CHECKOUT] = "/v1/checkout",
+    [ROUTE_PRODUCTS] = "/v1/products",
+    [ROUTE_PRODUCT] = "/v1/products/{sku}",
+    [ROUTE_LIMIT] = "/v1/limits/{group}",
+    [ROUTE_ORDER] = "/v1/orders/{id}",
+    [ROUTE_HEALTHZ] = "/healthz",
+    [ROUTE_READYZ] = "/readyz",
+    [ROUTE_METRICS] = "/metrics",
+    [ROUTE_UNKNOWN] = "other",
 };
 
 static const char *const outcome_names[OUTCOME_COUNT] = {
-	[OUTCOME_ADMITTED] = "admitted",
-	[OUTCOME_OUT_OF_STOCK] = "out_of_stock",
-	[OUTCOME_LIMIT_EXCEEDED] = "purchase_limit_exceeded",
-	[OUTCOME_UNKNOWN_SKU] = "unknown_sku",
-	[OUTCOME_INVALID] = "invalid",
-	[OUTCOME_REPLAYED] = "replayed",
-	[OUTCOME_IDEMPOTENCY_CONFLICT] = "idempotency_conflict",
-	[OUTCOME_UNAVAILABLE] = "database_unavailable",
-	[OUTCOME_CONTENTION] = "contention",
+    [OUTCOME_ADMITTED] = "admitted",
+    [OUTCOME_OUT_OF_STOCK] = "out_of_stock",
+    [OUTCOME_LIMIT_EXCEEDED] = "purchase_limit_exceeded",
+    [OUTCOME_UNKNOWN_SKU] = "unknown_sku",
+    [OUTCOME_INVALID] = "invalid",
+    [OUTCOME_REPLAYED] = "replayed",
+    [OUTCOME_IDEMPOTENCY_CONFLICT] = "idempotency_conflict",
+    [OUTCOME_UNAVAILABLE] = "database_unavailable",
+    [OUTCOME_CONTENTION] = "contention",
 };
 
 static const double buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
@@ -98,7 +102,8 @@ char *metrics_render(struct db_pool *pool)
 	      "# TYPE checkout_outcomes_total counter\n",
 	      f);
 	for (int o = 0; o < OUTCOME_COUNT; o++)
-		fprintf(f, "checkout_outcomes_total{outcome=\"%s\"} %lu\n", outcome_names[o], get(&outcomes[o]));
+		fprintf(f, "checkout_outcomes_total{outcome=\"%s\"} %lu\n", outcome_names[o],
+			get(&outcomes[o]));
 
 	fputs("# HELP checkout_duration_seconds Time to answer POST /v1/checkout.\n"
 	      "# TYPE checkout_duration_seconds histogram\n",
@@ -113,11 +118,12 @@ char *metrics_render(struct db_pool *pool)
 	fprintf(f, "checkout_duration_seconds_sum %.6f\n", (double)get(&latency_sum_us) / 1e6);
 	fprintf(f, "checkout_duration_seconds_count %lu\n", get(&latency_count));
 
-	fprintf(f,
-		"# HELP checkout_serialization_retries_total Checkout transactions retried after 40001/40P01.\n"
-		"# TYPE checkout_serialization_retries_total counter\n"
-		"checkout_serialization_retries_total %lu\n",
-		get(&retries));
+	fprintf(
+	    f,
+	    "# HELP checkout_serialization_retries_total Checkout transactions retried after 40001/40P01.\n"
+	    "# TYPE checkout_serialization_retries_total counter\n"
+	    "checkout_serialization_retries_total %lu\n",
+	    get(&retries));
 	fprintf(f,
 		"# HELP checkout_db_pool_waits_total Requests that waited for a free database connection.\n"
 		"# TYPE checkout_db_pool_waits_total counter\n"

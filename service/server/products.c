@@ -11,28 +11,27 @@
 #define PRODUCT_COLUMNS "sku, name, price_cents, stock, limit_group"
 
 const struct db_stmt products_stmts[] = {
-	{"products_list", "SELECT " PRODUCT_COLUMNS " FROM products ORDER BY sku COLLATE \"C\""},
-	{"products_get", "SELECT " PRODUCT_COLUMNS " FROM products WHERE sku = $1"},
-	{"products_put",
-	 "INSERT INTO products (sku, name, price_cents, stock, limit_group) VALUES ($1, $2, $3, $4, $5) "
-	 "ON CONFLICT (sku) DO UPDATE SET name = EXCLUDED.name, price_cents = EXCLUDED.price_cents, "
-	 "  stock = EXCLUDED.stock, limit_group = EXCLUDED.limit_group, updated_at = now() "
-	 "RETURNING (xmax = 0), " PRODUCT_COLUMNS},
-	{"limits_put",
-	 "INSERT INTO limit_groups (name, per_customer) VALUES ($1, $2) "
-	 "ON CONFLICT (name) DO UPDATE SET per_customer = EXCLUDED.per_customer "
-	 "RETURNING (xmax = 0), name, per_customer"},
-	{NULL, NULL},
+    {"products_list", "SELECT " PRODUCT_COLUMNS " FROM products ORDER BY sku COLLATE \"C\""},
+    {"products_get", "SELECT " PRODUCT_COLUMNS " FROM products WHERE sku = $1"},
+    {"products_put",
+     "INSERT INTO products (sku, name, price_cents, stock, limit_group) VALUES ($1, $2, $3, $4, $5) "
+     "ON CONFLICT (sku) DO UPDATE SET name = EXCLUDED.name, price_cents = EXCLUDED.price_cents, "
+     "  stock = EXCLUDED.stock, limit_group = EXCLUDED.limit_group, updated_at = now() "
+     "RETURNING (xmax = 0), " PRODUCT_COLUMNS},
+    {"limits_put", "INSERT INTO limit_groups (name, per_customer) VALUES ($1, $2) "
+		   "ON CONFLICT (name) DO UPDATE SET per_customer = EXCLUDED.per_customer "
+		   "RETURNING (xmax = 0), name, per_customer"},
+    {NULL, NULL},
 };
 
 /* The product in row r of res, starting at column col. */
 static json_t *product_json(const PGresult *res, int r, int col)
 {
-	return json_pack("{s:s, s:s, s:I, s:I, s:o}", "sku", PQgetvalue(res, r, col), "name",
-			 PQgetvalue(res, r, col + 1), "price_cents",
-			 (json_int_t)strtoll(PQgetvalue(res, r, col + 2), NULL, 10), "stock",
-			 (json_int_t)strtoll(PQgetvalue(res, r, col + 3), NULL, 10), "limit_group",
-			 PQgetisnull(res, r, col + 4) ? json_null() : json_string(PQgetvalue(res, r, col + 4)));
+	return json_pack(
+	    "{s:s, s:s, s:I, s:I, s:o}", "sku", PQgetvalue(res, r, col), "name", PQgetvalue(res, r, col + 1),
+	    "price_cents", (json_int_t)strtoll(PQgetvalue(res, r, col + 2), NULL, 10), "stock",
+	    (json_int_t)strtoll(PQgetvalue(res, r, col + 3), NULL, 10), "limit_group",
+	    PQgetisnull(res, r, col + 4) ? json_null() : json_string(PQgetvalue(res, r, col + 4)));
 }
 
 static enum MHD_Result internal_error(struct http_request *req, const PGresult *res)
@@ -124,7 +123,8 @@ enum MHD_Result products_handle_put_limit(struct http_request *req, const char *
 	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
 		bool created = !strcmp(PQgetvalue(res, 0, 0), "t");
 		ret = http_reply_json(req, created ? 201 : 200,
-				      json_pack("{s:s, s:I}", "limit_group", PQgetvalue(res, 0, 1), "per_customer",
+				      json_pack("{s:s, s:I}", "limit_group", PQgetvalue(res, 0, 1),
+						"per_customer",
 						(json_int_t)strtoll(PQgetvalue(res, 0, 2), NULL, 10)),
 				      NULL);
 		log_info("limit group %s: %d per customer", group, per_customer);

@@ -9,7 +9,8 @@ static void add_error(json_t *errors, const char *field, const char *message)
 {
 	json_t *e = json_pack("{s:s, s:s}", "field", field, "message", message);
 	/* never lose an error: a message that is not UTF-8 becomes a generic one */
-	json_array_append_new(errors, e ? e : json_pack("{s:s, s:s}", "field", "", "message", "is not valid"));
+	json_array_append_new(errors,
+			      e ? e : json_pack("{s:s, s:s}", "field", "", "message", "is not valid"));
 }
 
 /* Characters of a UTF-8 string (jansson has already checked the encoding). */
@@ -129,9 +130,11 @@ bool validate_checkout(const char *body, size_t len, struct checkout_request *ou
 
 	get_string(root, "customer_id", "customer_id", 1, VALIDATE_MAX_ID_CHARS, out->customer_id,
 		   sizeof(out->customer_id), errs);
-	if (get_string(root, "email", "email", 3, VALIDATE_MAX_EMAIL_CHARS, out->email, sizeof(out->email), errs) &&
+	if (get_string(root, "email", "email", 3, VALIDATE_MAX_EMAIL_CHARS, out->email, sizeof(out->email),
+		       errs) &&
 	    !valid_email(out->email))
-		add_error(errs, "email", "must contain exactly one \"@\" between non-empty parts, without spaces");
+		add_error(errs, "email",
+			  "must contain exactly one \"@\" between non-empty parts, without spaces");
 
 	json_t *items = json_object_get(root, "items");
 	if (!items) {
@@ -192,8 +195,8 @@ char *validate_canonical(const struct checkout_request *req)
 	for (size_t i = 0; items && i < req->n_items; i++)
 		json_array_append_new(items, json_pack("{s:s, s:i}", "sku", req->items[i].sku, "quantity",
 						       req->items[i].quantity));
-	json_t *root = json_pack("{s:s, s:s, s:o}", "customer_id", req->customer_id, "email", req->email, "items",
-				 items);
+	json_t *root = json_pack("{s:s, s:s, s:o}", "customer_id", req->customer_id, "email", req->email,
+				 "items", items);
 	if (!root)
 		return NULL;
 	char *text = json_dumps(root, JSON_COMPACT | JSON_SORT_KEYS);
@@ -217,8 +220,9 @@ bool validate_product(const char *body, size_t len, struct product_input *out, j
 	get_integer(root, "stock", "stock", 0, VALIDATE_MAX_STOCK, &out->stock, errs);
 	json_t *group = json_object_get(root, "limit_group");
 	if (group && !json_is_null(group))
-		out->has_limit_group = get_string(root, "limit_group", "limit_group", 1, VALIDATE_MAX_ID_CHARS,
-						  out->limit_group, sizeof(out->limit_group), errs);
+		out->has_limit_group =
+		    get_string(root, "limit_group", "limit_group", 1, VALIDATE_MAX_ID_CHARS, out->limit_group,
+			       sizeof(out->limit_group), errs);
 out:
 	json_decref(root);
 	if (json_array_size(errs) || !root) {

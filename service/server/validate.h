@@ -52,7 +52,7 @@ struct product_input {
  * caller decrefs it). On success *errors is NULL.
  */
 bool validate_checkout(const char *body, size_t len, struct checkout_request *out, json_t **errors)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 /*
  * The canonical text of a valid cart (compact JSON, items in sku order),
@@ -63,11 +63,11 @@ char *validate_canonical(const struct checkout_request *req) __attribute__((warn
 
 /* Parse a PUT /v1/products/{sku} body; see validate_checkout for results. */
 bool validate_product(const char *body, size_t len, struct product_input *out, json_t **errors)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 /* Parse a PUT /v1/limits/{group} body into *per_customer; see validate_checkout. */
 bool validate_limit(const char *body, size_t len, int *per_customer, json_t **errors)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 /* True if s is a valid path identifier (sku or group name): UTF-8, 1..64 characters. */
 bool validate_identifier(const char *s);

@@ -44,7 +44,8 @@ static void expand_path(const char *template, json_t *path_item, json_t *op, con
 		cr_assert(end, "unclosed { in %s", template);
 		char name[64];
 		snprintf(name, sizeof(name), "%.*s", (int)(end - c - 1), c + 1);
-		const char *value = !strcmp(name, "id") && order_id[0] ? order_id : param_example(path_item, op, name);
+		const char *value =
+		    !strcmp(name, "id") && order_id[0] ? order_id : param_example(path_item, op, name);
 		cr_assert(value, "%s: no example for {%s}", template, name);
 		w += (size_t)snprintf(out + w, outlen - w, "%s", value);
 		c = end + 1;
@@ -82,12 +83,12 @@ Test(openapi, every_documented_operation_answers_as_documented)
 			expand_path(template, path_item, op, order_id, path, sizeof(path));
 
 			json_t *example = json_object_get(
-				json_object_get(json_object_get(json_object_get(op, "requestBody"), "content"),
-						"application/json"),
-				"example");
+			    json_object_get(json_object_get(json_object_get(op, "requestBody"), "content"),
+					    "application/json"),
+			    "example");
 			char *body = example ? json_dumps(example, JSON_COMPACT) : NULL;
-			const char *headers[] = {json_object_get(op, "security") ? "Authorization: Bearer doc-token" : NULL,
-						 NULL};
+			const char *headers[] = {
+			    json_object_get(op, "security") ? "Authorization: Bearer doc-token" : NULL, NULL};
 			struct http_response r;
 			serverenv_call(&s, upper, path, headers, body, &r);
 			free(body);
@@ -95,15 +96,16 @@ Test(openapi, every_documented_operation_answers_as_documented)
 			char code[8], ct[128];
 			snprintf(code, sizeof(code), "%ld", r.status);
 			json_t *documented = json_object_get(json_object_get(op, "responses"), code);
-			cr_expect(documented, "%s %s answered %ld, which the document does not list: %s", upper, path,
-				  r.status, r.body);
-			cr_expect(r.status >= 200 && r.status < 300, "%s %s with the document's example answered %ld: %s",
+			cr_expect(documented, "%s %s answered %ld, which the document does not list: %s",
 				  upper, path, r.status, r.body);
+			cr_expect(r.status >= 200 && r.status < 300,
+				  "%s %s with the document's example answered %ld: %s", upper, path, r.status,
+				  r.body);
 			json_t *content = json_object_get(documented, "content");
 			if (content && http_header(&r, "Content-Type", ct, sizeof(ct))) {
 				ct[strcspn(ct, ";")] = '\0';
-				cr_expect(json_object_get(content, ct), "%s %s: content type %s is not documented", upper,
-					  path, ct);
+				cr_expect(json_object_get(content, ct),
+					  "%s %s: content type %s is not documented", upper, path, ct);
 			}
 			if (!strcmp(template, "/v1/checkout") && r.status == 201)
 				snprintf(order_id, sizeof(order_id), "%s",

@@ -82,7 +82,8 @@ Test(server, admits_a_cart_and_commits_stock_order_lines_and_outbox_together)
 	cr_expect_str_eq(json_string_value(json_object_get(r.json, "email")), "ann@example.com");
 	cr_expect_eq(json_integer_value(json_object_get(r.json, "total_cents")), 3 * 120 + 2 * 80);
 	const char *created = json_string_value(json_object_get(r.json, "created_at"));
-	cr_assert(created && strlen(created) >= 20 && created[10] == 'T' && created[strlen(created) - 1] == 'Z',
+	cr_assert(created && strlen(created) >= 20 && created[10] == 'T' &&
+		      created[strlen(created) - 1] == 'Z',
 		  "created_at %s", created);
 	json_t *items = json_object_get(r.json, "items");
 	cr_assert_eq(json_array_size(items), 2);
@@ -96,7 +97,8 @@ Test(server, admits_a_cart_and_commits_stock_order_lines_and_outbox_together)
 	cr_expect_eq(count_rows(&s, "orders"), 1);
 	cr_expect_eq(count_rows(&s, "order_lines"), 2);
 	cr_expect_eq(count_rows(&s, "outbox"), 1);
-	cr_expect_eq(testenv_query_long(s.conn, "SELECT sum(quantity * unit_price_cents) FROM order_lines"), 520);
+	cr_expect_eq(testenv_query_long(s.conn, "SELECT sum(quantity * unit_price_cents) FROM order_lines"),
+		     520);
 
 	/* the outbox payload is the 201 body without "status" */
 	PGresult *res = PQexec(s.conn, "SELECT payload::text, event_type, aggregate_id::text FROM outbox");
@@ -127,10 +129,11 @@ Test(server, rejects_the_whole_cart_when_one_item_is_short)
 	struct http_response r;
 	serverenv_start(&s, SEED, NULL);
 
-	post_checkout(&s,
-		      "{\"customer_id\":\"c\",\"email\":\"a@b.c\",\"items\":[{\"sku\":\"apple\",\"quantity\":2},"
-		      "{\"sku\":\"pear\",\"quantity\":6},{\"sku\":\"plum\",\"quantity\":2}]}",
-		      NULL, &r);
+	post_checkout(
+	    &s,
+	    "{\"customer_id\":\"c\",\"email\":\"a@b.c\",\"items\":[{\"sku\":\"apple\",\"quantity\":2},"
+	    "{\"sku\":\"pear\",\"quantity\":6},{\"sku\":\"plum\",\"quantity\":2}]}",
+	    NULL, &r);
 	expect_problem(&r, 409, "out-of-stock");
 	json_t *unavailable = json_object_get(r.json, "unavailable");
 	cr_assert_eq(json_array_size(unavailable), 2, "%s", r.body);
@@ -157,10 +160,11 @@ Test(server, unknown_skus_are_422_and_change_nothing)
 	struct serverenv s;
 	struct http_response r;
 	serverenv_start(&s, SEED, NULL);
-	post_checkout(&s,
-		      "{\"customer_id\":\"c\",\"email\":\"a@b.c\",\"items\":[{\"sku\":\"apple\",\"quantity\":1},"
-		      "{\"sku\":\"kiwi\",\"quantity\":1},{\"sku\":\"fig\",\"quantity\":1}]}",
-		      NULL, &r);
+	post_checkout(
+	    &s,
+	    "{\"customer_id\":\"c\",\"email\":\"a@b.c\",\"items\":[{\"sku\":\"apple\",\"quantity\":1},"
+	    "{\"sku\":\"kiwi\",\"quantity\":1},{\"sku\":\"fig\",\"quantity\":1}]}",
+	    NULL, &r);
 	expect_problem(&r, 422, "unknown-sku");
 	json_t *unknown = json_object_get(r.json, "unknown");
 	cr_assert_eq(json_array_size(unknown), 2, "%s", r.body);
@@ -178,10 +182,11 @@ Test(server, the_same_sku_twice_is_summed)
 	struct serverenv s;
 	struct http_response r;
 	serverenv_start(&s, SEED, NULL);
-	post_checkout(&s,
-		      "{\"customer_id\":\"c\",\"email\":\"a@b.c\",\"items\":[{\"sku\":\"pear\",\"quantity\":2},"
-		      "{\"sku\":\"pear\",\"quantity\":2}]}",
-		      NULL, &r);
+	post_checkout(
+	    &s,
+	    "{\"customer_id\":\"c\",\"email\":\"a@b.c\",\"items\":[{\"sku\":\"pear\",\"quantity\":2},"
+	    "{\"sku\":\"pear\",\"quantity\":2}]}",
+	    NULL, &r);
 	cr_assert_eq(r.status, 201, "%s", r.body);
 	json_t *items = json_object_get(r.json, "items");
 	cr_assert_eq(json_array_size(items), 1);
@@ -189,10 +194,11 @@ Test(server, the_same_sku_twice_is_summed)
 	http_response_free(&r);
 	cr_expect_eq(stock_of(&s, "pear"), 1);
 
-	post_checkout(&s,
-		      "{\"customer_id\":\"c\",\"email\":\"a@b.c\",\"items\":[{\"sku\":\"pear\",\"quantity\":1},"
-		      "{\"sku\":\"pear\",\"quantity\":1}]}",
-		      NULL, &r);
+	post_checkout(
+	    &s,
+	    "{\"customer_id\":\"c\",\"email\":\"a@b.c\",\"items\":[{\"sku\":\"pear\",\"quantity\":1},"
+	    "{\"sku\":\"pear\",\"quantity\":1}]}",
+	    NULL, &r);
 	expect_problem(&r, 409, "out-of-stock");
 	json_t *pear = json_array_get(json_object_get(r.json, "unavailable"), 0);
 	cr_expect_eq(json_integer_value(json_object_get(pear, "requested")), 2);
@@ -207,17 +213,21 @@ Test(server, purchase_limit_counts_units_across_the_group)
 	struct http_response r;
 	serverenv_start(&s, SEED, NULL);
 
-	post_checkout(&s, "{\"customer_id\":\"bob\",\"email\":\"b@b.c\",\"items\":[{\"sku\":\"gpu-a\",\"quantity\":2}]}",
-		      NULL, &r);
+	post_checkout(
+	    &s,
+	    "{\"customer_id\":\"bob\",\"email\":\"b@b.c\",\"items\":[{\"sku\":\"gpu-a\",\"quantity\":2}]}",
+	    NULL, &r);
 	cr_assert_eq(r.status, 201, "%s", r.body);
 	http_response_free(&r);
-	cr_expect_eq(testenv_query_long(s.conn, "SELECT count(*) FROM order_lines WHERE limit_group = 'gpu'"), 1);
+	cr_expect_eq(testenv_query_long(s.conn, "SELECT count(*) FROM order_lines WHERE limit_group = 'gpu'"),
+		     1);
 
 	/* 2 bought + 1 + 1 requested > 3 */
-	post_checkout(&s,
-		      "{\"customer_id\":\"bob\",\"email\":\"b@b.c\",\"items\":[{\"sku\":\"gpu-b\",\"quantity\":1},"
-		      "{\"sku\":\"gpu-a\",\"quantity\":1},{\"sku\":\"apple\",\"quantity\":1}]}",
-		      NULL, &r);
+	post_checkout(
+	    &s,
+	    "{\"customer_id\":\"bob\",\"email\":\"b@b.c\",\"items\":[{\"sku\":\"gpu-b\",\"quantity\":1},"
+	    "{\"sku\":\"gpu-a\",\"quantity\":1},{\"sku\":\"apple\",\"quantity\":1}]}",
+	    NULL, &r);
 	expect_problem(&r, 409, "purchase-limit-exceeded");
 	cr_expect_str_eq(json_string_value(json_object_get(r.json, "limit_group")), "gpu");
 	cr_expect_eq(json_integer_value(json_object_get(r.json, "per_customer")), 3);
@@ -228,16 +238,22 @@ Test(server, purchase_limit_counts_units_across_the_group)
 	cr_expect_eq(stock_of(&s, "apple"), 10);
 
 	/* up to the limit is fine, and other customers have their own */
-	post_checkout(&s, "{\"customer_id\":\"bob\",\"email\":\"b@b.c\",\"items\":[{\"sku\":\"gpu-b\",\"quantity\":1}]}",
-		      NULL, &r);
+	post_checkout(
+	    &s,
+	    "{\"customer_id\":\"bob\",\"email\":\"b@b.c\",\"items\":[{\"sku\":\"gpu-b\",\"quantity\":1}]}",
+	    NULL, &r);
 	cr_expect_eq(r.status, 201, "%s", r.body);
 	http_response_free(&r);
-	post_checkout(&s, "{\"customer_id\":\"eve\",\"email\":\"e@b.c\",\"items\":[{\"sku\":\"gpu-b\",\"quantity\":3}]}",
-		      NULL, &r);
+	post_checkout(
+	    &s,
+	    "{\"customer_id\":\"eve\",\"email\":\"e@b.c\",\"items\":[{\"sku\":\"gpu-b\",\"quantity\":3}]}",
+	    NULL, &r);
 	cr_expect_eq(r.status, 201, "%s", r.body);
 	http_response_free(&r);
-	post_checkout(&s, "{\"customer_id\":\"eve\",\"email\":\"e@b.c\",\"items\":[{\"sku\":\"gpu-a\",\"quantity\":1}]}",
-		      NULL, &r);
+	post_checkout(
+	    &s,
+	    "{\"customer_id\":\"eve\",\"email\":\"e@b.c\",\"items\":[{\"sku\":\"gpu-a\",\"quantity\":1}]}",
+	    NULL, &r);
 	expect_problem(&r, 409, "purchase-limit-exceeded");
 	http_response_free(&r);
 	cr_expect_eq(stock_of(&s, "gpu-a"), 98);
@@ -251,28 +267,36 @@ Test(server, invalid_bodies_are_400_with_the_field_that_is_wrong)
 		const char *body;
 		const char *field;
 	} cases[] = {
-		{"{\"customer_id\":", ""},
-		{"[1,2]", ""},
-		{"{\"email\":\"a@b.c\",\"items\":[{\"sku\":\"apple\",\"quantity\":1}]}", "customer_id"},
-		{"{\"customer_id\":7,\"email\":\"a@b.c\",\"items\":[{\"sku\":\"apple\",\"quantity\":1}]}", "customer_id"},
-		{"{\"customer_id\":\"\",\"email\":\"a@b.c\",\"items\":[{\"sku\":\"apple\",\"quantity\":1}]}", "customer_id"},
-		{"{\"customer_id\":\"c\",\"email\":\"no-at-sign\",\"items\":[{\"sku\":\"apple\",\"quantity\":1}]}", "email"},
-		{"{\"customer_id\":\"c\",\"email\":\"a@b@c\",\"items\":[{\"sku\":\"apple\",\"quantity\":1}]}", "email"},
-		{"{\"customer_id\":\"c\",\"email\":\"a@b.c\",\"items\":[]}", "items"},
-		{"{\"customer_id\":\"c\",\"email\":\"a@b.c\",\"items\":{}}", "items"},
-		{"{\"customer_id\":\"c\",\"email\":\"a@b.c\",\"items\":[{\"sku\":\"apple\",\"quantity\":1},"
-		 "{\"sku\":\"pear\",\"quantity\":1},{\"sku\":\"plum\",\"quantity\":1001}]}",
-		 "items[2].quantity"},
-		{"{\"customer_id\":\"c\",\"email\":\"a@b.c\",\"items\":[{\"sku\":\"apple\",\"quantity\":0}]}",
-		 "items[0].quantity"},
-		{"{\"customer_id\":\"c\",\"email\":\"a@b.c\",\"items\":[{\"sku\":\"apple\",\"quantity\":\"2\"}]}",
-		 "items[0].quantity"},
-		{"{\"customer_id\":\"c\",\"email\":\"a@b.c\",\"items\":[{\"sku\":\"apple\",\"quantity\":1.5}]}",
-		 "items[0].quantity"},
-		{"{\"customer_id\":\"c\",\"email\":\"a@b.c\",\"items\":[{\"quantity\":1}]}", "items[0].sku"},
-		{"{\"customer_id\":\"c\",\"email\":\"a@b.c\",\"items\":[{\"sku\":\"apple\",\"quantity\":99999999999999999999}]}",
-		 ""},
-		{"{\"customer_id\":\"c\xff\xfe\",\"email\":\"a@b.c\",\"items\":[{\"sku\":\"apple\",\"quantity\":1}]}", ""},
+	    {"{\"customer_id\":", ""},
+	    {"[1,2]", ""},
+	    {"{\"email\":\"a@b.c\",\"items\":[{\"sku\":\"apple\",\"quantity\":1}]}", "customer_id"},
+	    {"{\"customer_id\":7,\"email\":\"a@b.c\",\"items\":[{\"sku\":\"apple\",\"quantity\":1}]}",
+	     "customer_id"},
+	    {"{\"customer_id\":\"\",\"email\":\"a@b.c\",\"items\":[{\"sku\":\"apple\",\"quantity\":1}]}",
+	     "customer_id"},
+	    {"{\"customer_id\":\"c\",\"email\":\"no-at-sign\",\"items\":[{\"sku\":\"apple\",\"quantity\":1}]"
+	     "}",
+	     "email"},
+	    {"{\"customer_id\":\"c\",\"email\":\"a@b@c\",\"items\":[{\"sku\":\"apple\",\"quantity\":1}]}",
+	     "email"},
+	    {"{\"customer_id\":\"c\",\"email\":\"a@b.c\",\"items\":[]}", "items"},
+	    {"{\"customer_id\":\"c\",\"email\":\"a@b.c\",\"items\":{}}", "items"},
+	    {"{\"customer_id\":\"c\",\"email\":\"a@b.c\",\"items\":[{\"sku\":\"apple\",\"quantity\":1},"
+	     "{\"sku\":\"pear\",\"quantity\":1},{\"sku\":\"plum\",\"quantity\":1001}]}",
+	     "items[2].quantity"},
+	    {"{\"customer_id\":\"c\",\"email\":\"a@b.c\",\"items\":[{\"sku\":\"apple\",\"quantity\":0}]}",
+	     "items[0].quantity"},
+	    {"{\"customer_id\":\"c\",\"email\":\"a@b.c\",\"items\":[{\"sku\":\"apple\",\"quantity\":\"2\"}]}",
+	     "items[0].quantity"},
+	    {"{\"customer_id\":\"c\",\"email\":\"a@b.c\",\"items\":[{\"sku\":\"apple\",\"quantity\":1.5}]}",
+	     "items[0].quantity"},
+	    {"{\"customer_id\":\"c\",\"email\":\"a@b.c\",\"items\":[{\"quantity\":1}]}", "items[0].sku"},
+	    {"{\"customer_id\":\"c\",\"email\":\"a@b.c\",\"items\":[{\"sku\":\"apple\",\"quantity\":"
+	     "99999999999999999999}]}",
+	     ""},
+	    {"{\"customer_id\":\"c\xff\xfe\",\"email\":\"a@b.c\",\"items\":[{\"sku\":\"apple\",\"quantity\":"
+	     "1}]}",
+	     ""},
 	};
 	struct serverenv s;
 	serverenv_start(&s, SEED, NULL);
@@ -285,7 +309,8 @@ Test(server, invalid_bodies_are_400_with_the_field_that_is_wrong)
 		bool found = false;
 		for (size_t e = 0; e < json_array_size(errors); e++) {
 			json_t *err = json_array_get(errors, e);
-			found = found || !strcmp(json_string_value(json_object_get(err, "field")), cases[i].field);
+			found = found ||
+				!strcmp(json_string_value(json_object_get(err, "field")), cases[i].field);
 			cr_expect(json_is_string(json_object_get(err, "message")));
 		}
 		cr_expect(found, "case %zu: no error for field '%s' in %s", i, cases[i].field, r.body);
@@ -294,14 +319,16 @@ Test(server, invalid_bodies_are_400_with_the_field_that_is_wrong)
 
 	/* a 65-character customer id is one too many */
 	char body[512];
-	snprintf(body, sizeof(body),
-		 "{\"customer_id\":\"%065d\",\"email\":\"a@b.c\",\"items\":[{\"sku\":\"apple\",\"quantity\":1}]}", 0);
+	snprintf(
+	    body, sizeof(body),
+	    "{\"customer_id\":\"%065d\",\"email\":\"a@b.c\",\"items\":[{\"sku\":\"apple\",\"quantity\":1}]}",
+	    0);
 	struct http_response r;
 	post_checkout(&s, body, NULL, &r);
 	expect_problem(&r, 400, "invalid-request");
-	cr_expect_str_eq(json_string_value(json_object_get(json_array_get(json_object_get(r.json, "errors"), 0),
-							   "field")),
-			 "customer_id");
+	cr_expect_str_eq(
+	    json_string_value(json_object_get(json_array_get(json_object_get(r.json, "errors"), 0), "field")),
+	    "customer_id");
 	http_response_free(&r);
 	cr_expect_eq(count_rows(&s, "orders"), 0);
 	serverenv_stop(&s);
@@ -346,8 +373,10 @@ Test(server, size_type_method_and_path_errors_are_problem_json)
 	serverenv_stop(&s);
 }
 
-static const char *const CART = "{\"customer_id\":\"idem\",\"email\":\"i@b.c\",\"items\":[{\"sku\":\"apple\",\"quantity\":1}]}";
-static const char *const CART2 = "{\"customer_id\":\"idem\",\"email\":\"i@b.c\",\"items\":[{\"sku\":\"apple\",\"quantity\":2}]}";
+static const char *const CART =
+    "{\"customer_id\":\"idem\",\"email\":\"i@b.c\",\"items\":[{\"sku\":\"apple\",\"quantity\":1}]}";
+static const char *const CART2 =
+    "{\"customer_id\":\"idem\",\"email\":\"i@b.c\",\"items\":[{\"sku\":\"apple\",\"quantity\":2}]}";
 
 Test(server, idempotency_key_replays_the_first_answer_and_refuses_another_body)
 {
@@ -377,12 +406,14 @@ Test(server, idempotency_key_replays_the_first_answer_and_refuses_another_body)
 	http_response_free(&other);
 
 	/* a rejection is remembered too */
-	post_checkout(&s, "{\"customer_id\":\"c\",\"email\":\"a@b.c\",\"items\":[{\"sku\":\"plum\",\"quantity\":5}]}",
-		      "key-2", &first);
+	post_checkout(
+	    &s, "{\"customer_id\":\"c\",\"email\":\"a@b.c\",\"items\":[{\"sku\":\"plum\",\"quantity\":5}]}",
+	    "key-2", &first);
 	expect_problem(&first, 409, "out-of-stock");
 	testenv_exec(s.conn, "UPDATE products SET stock = 100 WHERE sku = 'plum'");
-	post_checkout(&s, "{\"customer_id\":\"c\",\"email\":\"a@b.c\",\"items\":[{\"sku\":\"plum\",\"quantity\":5}]}",
-		      "key-2", &again);
+	post_checkout(
+	    &s, "{\"customer_id\":\"c\",\"email\":\"a@b.c\",\"items\":[{\"sku\":\"plum\",\"quantity\":5}]}",
+	    "key-2", &again);
 	expect_problem(&again, 409, "out-of-stock");
 	cr_expect_str_eq(http_header(&again, "Idempotent-Replayed", buf, sizeof(buf)), "true");
 	cr_expect_str_eq(again.body, first.body);
@@ -412,9 +443,10 @@ Test(server, idempotency_key_in_use_is_409_until_the_holders_lease_runs_out)
 	serverenv_start(&s, SEED, NULL);
 
 	/* a request still running (or a server that died holding the key) */
-	testenv_exec(s.conn, "INSERT INTO idempotency_keys (key, request_hash, locked_until) VALUES ('busy', "
-			     "encode(sha256(convert_to('{\"customer_id\":\"idem\",\"email\":\"i@b.c\",\"items\":"
-			     "[{\"quantity\":1,\"sku\":\"apple\"}]}', 'UTF8')), 'hex'), now() + interval '1 minute')");
+	testenv_exec(
+	    s.conn, "INSERT INTO idempotency_keys (key, request_hash, locked_until) VALUES ('busy', "
+		    "encode(sha256(convert_to('{\"customer_id\":\"idem\",\"email\":\"i@b.c\",\"items\":"
+		    "[{\"quantity\":1,\"sku\":\"apple\"}]}', 'UTF8')), 'hex'), now() + interval '1 minute')");
 	post_checkout(&s, CART, "busy", &r);
 	expect_problem(&r, 409, "idempotency-key-in-use");
 	http_response_free(&r);
@@ -425,7 +457,8 @@ Test(server, idempotency_key_in_use_is_409_until_the_holders_lease_runs_out)
 	post_checkout(&s, CART, "busy", &r);
 	cr_expect_eq(r.status, 201, "%s", r.body);
 	http_response_free(&r);
-	cr_expect_eq(testenv_query_long(s.conn, "SELECT status FROM idempotency_keys WHERE key = 'busy'"), 201);
+	cr_expect_eq(testenv_query_long(s.conn, "SELECT status FROM idempotency_keys WHERE key = 'busy'"),
+		     201);
 	serverenv_stop(&s);
 }
 
@@ -460,16 +493,18 @@ Test(server, serialization_failures_are_retried_and_both_checkouts_succeed)
 
 	/* both read stock 10 and both want to write it: SSI aborts one, the retry sees the other's write */
 	for (int i = 0; i < 2; i++) {
-		calls[i] = (struct concurrent_call){.s = &s,
-						    .body = i ? "{\"customer_id\":\"r2\",\"email\":\"r@b.c\",\"items\":"
-								"[{\"sku\":\"apple\",\"quantity\":2}]}"
-							      : "{\"customer_id\":\"r1\",\"email\":\"r@b.c\",\"items\":"
-								"[{\"sku\":\"apple\",\"quantity\":3}]}"};
+		calls[i] = (struct concurrent_call){
+		    .s = &s,
+		    .body = i ? "{\"customer_id\":\"r2\",\"email\":\"r@b.c\",\"items\":"
+				"[{\"sku\":\"apple\",\"quantity\":2}]}"
+			      : "{\"customer_id\":\"r1\",\"email\":\"r@b.c\",\"items\":"
+				"[{\"sku\":\"apple\",\"quantity\":3}]}"};
 		pthread_create(&threads[i], NULL, call_thread, &calls[i]);
 	}
 	for (int i = 0; i < 2; i++) {
 		pthread_join(threads[i], NULL);
-		cr_expect_eq(calls[i].r.status, 201, "call %d: %ld %s", i, calls[i].r.status, calls[i].r.body);
+		cr_expect_eq(calls[i].r.status, 201, "call %d: %ld %s", i, calls[i].r.status,
+			     calls[i].r.body);
 		http_response_free(&calls[i].r);
 	}
 	cr_expect_eq(stock_of(&s, "apple"), 5);
@@ -489,16 +524,18 @@ Test(server, disjoint_carts_do_not_conflict_because_every_read_uses_an_index)
 	pthread_t threads[2];
 	serverenv_start(&s, SEED, env);
 	for (int i = 0; i < 2; i++) {
-		calls[i] = (struct concurrent_call){.s = &s,
-						    .body = i ? "{\"customer_id\":\"d2\",\"email\":\"r@b.c\",\"items\":"
-								"[{\"sku\":\"pear\",\"quantity\":1}]}"
-							      : "{\"customer_id\":\"d1\",\"email\":\"r@b.c\",\"items\":"
-								"[{\"sku\":\"apple\",\"quantity\":1}]}"};
+		calls[i] = (struct concurrent_call){
+		    .s = &s,
+		    .body = i ? "{\"customer_id\":\"d2\",\"email\":\"r@b.c\",\"items\":"
+				"[{\"sku\":\"pear\",\"quantity\":1}]}"
+			      : "{\"customer_id\":\"d1\",\"email\":\"r@b.c\",\"items\":"
+				"[{\"sku\":\"apple\",\"quantity\":1}]}"};
 		pthread_create(&threads[i], NULL, call_thread, &calls[i]);
 	}
 	for (int i = 0; i < 2; i++) {
 		pthread_join(threads[i], NULL);
-		cr_expect_eq(calls[i].r.status, 201, "call %d: %ld %s", i, calls[i].r.status, calls[i].r.body);
+		cr_expect_eq(calls[i].r.status, 201, "call %d: %ld %s", i, calls[i].r.status,
+			     calls[i].r.body);
 		http_response_free(&calls[i].r);
 	}
 	cr_expect_eq(serverenv_metric(&s, "checkout_serialization_retries_total"), 0);
@@ -541,7 +578,8 @@ static bool pg_control(const char *what)
 	if (custom)
 		snprintf(cmd, sizeof(cmd), "%s", custom);
 	else if (version && !strcmp(what, "STOP"))
-		snprintf(cmd, sizeof(cmd), "pg_ctlcluster --mode=fast %s regress stop >/dev/null 2>&1", version);
+		snprintf(cmd, sizeof(cmd), "pg_ctlcluster --mode=fast %s regress stop >/dev/null 2>&1",
+			 version);
 	else if (version)
 		snprintf(cmd, sizeof(cmd), "pg_ctlcluster %s regress start >/dev/null 2>&1", version);
 	else
@@ -598,7 +636,8 @@ Test(server, database_restart_gives_503_during_and_201_after)
 
 	if (!pg_control("STOP")) {
 		serverenv_stop(&s);
-		cr_skip_test("no way to stop PostgreSQL here (set CHECKOUT_PG_STOP/START or run under pg_virtualenv)");
+		cr_skip_test(
+		    "no way to stop PostgreSQL here (set CHECKOUT_PG_STOP/START or run under pg_virtualenv)");
 	}
 	double t0 = 0;
 	struct timespec ts;
@@ -638,12 +677,13 @@ Test(server, admin_writes_need_the_bearer_token)
 	const char *wrong[] = {"Authorization: Bearer s3cret-tokex", NULL};
 	const char *right[] = {"Authorization: Bearer s3cret-token", NULL};
 
-	serverenv_call(&s, "PUT", "/v1/products/kiwi", none, "{\"name\":\"Kiwi\",\"price_cents\":30,\"stock\":4}", &r);
+	serverenv_call(&s, "PUT", "/v1/products/kiwi", none,
+		       "{\"name\":\"Kiwi\",\"price_cents\":30,\"stock\":4}", &r);
 	expect_problem(&r, 401, "unauthorized");
 	cr_expect_str_eq(http_header(&r, "WWW-Authenticate", buf, sizeof(buf)), "Bearer");
 	http_response_free(&r);
-	serverenv_call(&s, "PUT", "/v1/products/kiwi", wrong, "{\"name\":\"Kiwi\",\"price_cents\":30,\"stock\":4}",
-		       &r);
+	serverenv_call(&s, "PUT", "/v1/products/kiwi", wrong,
+		       "{\"name\":\"Kiwi\",\"price_cents\":30,\"stock\":4}", &r);
 	expect_problem(&r, 401, "unauthorized");
 	http_response_free(&r);
 	cr_expect_eq(testenv_query_long(s.conn, "SELECT count(*) FROM products WHERE sku = 'kiwi'"), 0);
@@ -664,7 +704,8 @@ Test(server, admin_writes_need_the_bearer_token)
 	cr_expect_eq(r.status, 201, "%s", r.body);
 	cr_expect_str_eq(json_string_value(json_object_get(r.json, "limit_group")), "fruit");
 	http_response_free(&r);
-	serverenv_call(&s, "PUT", "/v1/products/kiwi", right, "{\"name\":\"Kiwi\",\"price_cents\":35,\"stock\":9}", &r);
+	serverenv_call(&s, "PUT", "/v1/products/kiwi", right,
+		       "{\"name\":\"Kiwi\",\"price_cents\":35,\"stock\":9}", &r);
 	cr_expect_eq(r.status, 200, "%s", r.body);
 	http_response_free(&r);
 	cr_expect_eq(testenv_query_long(s.conn, "SELECT price_cents FROM products WHERE sku = 'kiwi'"), 35);
@@ -673,7 +714,8 @@ Test(server, admin_writes_need_the_bearer_token)
 		       "{\"name\":\"Kiwi\",\"price_cents\":35,\"stock\":9,\"limit_group\":\"nope\"}", &r);
 	expect_problem(&r, 422, "unknown-limit-group");
 	http_response_free(&r);
-	serverenv_call(&s, "PUT", "/v1/products/kiwi", right, "{\"name\":\"Kiwi\",\"price_cents\":-1,\"stock\":9}", &r);
+	serverenv_call(&s, "PUT", "/v1/products/kiwi", right,
+		       "{\"name\":\"Kiwi\",\"price_cents\":-1,\"stock\":9}", &r);
 	expect_problem(&r, 400, "invalid-request");
 	http_response_free(&r);
 	serverenv_stop(&s);
@@ -738,12 +780,16 @@ Test(server, health_readiness_and_metrics)
 	http_response_free(&r);
 	post_checkout(&s, CART, NULL, &r);
 	http_response_free(&r);
-	post_checkout(&s, "{\"customer_id\":\"c\",\"email\":\"a@b.c\",\"items\":[{\"sku\":\"plum\",\"quantity\":5}]}", NULL,
-		      &r);
+	post_checkout(
+	    &s, "{\"customer_id\":\"c\",\"email\":\"a@b.c\",\"items\":[{\"sku\":\"plum\",\"quantity\":5}]}",
+	    NULL, &r);
 	http_response_free(&r);
-	cr_expect_eq(serverenv_metric(&s, "checkout_http_requests_total{route=\"/v1/checkout\",status=\"201\"}"), 1);
-	cr_expect_eq(serverenv_metric(&s, "checkout_http_requests_total{route=\"/v1/checkout\",status=\"409\"}"), 1);
-	cr_expect_eq(serverenv_metric(&s, "checkout_http_requests_total{route=\"/readyz\",status=\"200\"}"), 1);
+	cr_expect_eq(
+	    serverenv_metric(&s, "checkout_http_requests_total{route=\"/v1/checkout\",status=\"201\"}"), 1);
+	cr_expect_eq(
+	    serverenv_metric(&s, "checkout_http_requests_total{route=\"/v1/checkout\",status=\"409\"}"), 1);
+	cr_expect_eq(serverenv_metric(&s, "checkout_http_requests_total{route=\"/readyz\",status=\"200\"}"),
+		     1);
 	cr_expect_eq(serverenv_metric(&s, "checkout_outcomes_total{outcome=\"out_of_stock\"}"), 1);
 	cr_expect_eq(serverenv_metric(&s, "checkout_duration_seconds_count"), 2);
 	cr_expect_eq(serverenv_metric(&s, "checkout_duration_seconds_bucket{le=\"+Inf\"}"), 2);
