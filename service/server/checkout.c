@@ -608,6 +608,8 @@ enum MHD_Result checkout_handle(struct http_request *req)
 		}
 	}
 
+	/* hook point: a hot-SKU queue (cfg->hot_sku_queue) would wait for its turn
+	 * just before checkout_run() and hand the turn on just after it */
 	checkout_run(srv, &conn, cart, claimed ? key : NULL, &result);
 	if (!result.body)
 		goto out;

@@ -123,6 +123,37 @@ Test(server, admits_a_cart_and_commits_stock_order_lines_and_outbox_together)
 	serverenv_stop(&s);
 }
 
+Test(server, a_cart_of_100_items_is_admitted_in_one_transaction)
+{
+	struct serverenv s;
+	struct http_response r;
+	serverenv_start(&s,
+			"INSERT INTO products (sku, name, price_cents, stock) "
+			"SELECT 'item-' || g, 'Item', g, 10 FROM generate_series(1, 100) g; ANALYZE",
+			NULL);
+	json_t *items = json_array();
+	for (int i = 1; i <= 100; i++) {
+		char sku[32];
+		snprintf(sku, sizeof(sku), "item-%d", i);
+		json_array_append_new(items, json_pack("{s:s, s:i}", "sku", sku, "quantity", 1 + i % 3));
+	}
+	json_t *cart = json_pack("{s:s, s:s, s:o}", "customer_id", "big", "email", "big@b.c", "items", items);
+	char *body = json_dumps(cart, JSON_COMPACT);
+	post_checkout(&s, body, NULL, &r);
+	cr_assert_eq(r.status, 201, "%s", r.body);
+	cr_expect_eq(json_array_size(json_object_get(r.json, "items")), 100);
+	long expected = 0;
+	for (int i = 1; i <= 100; i++)
+		expected += (long)i * (1 + i % 3);
+	cr_expect_eq(json_integer_value(json_object_get(r.json, "total_cents")), expected);
+	cr_expect_eq(count_rows(&s, "order_lines"), 100);
+	cr_expect_eq(testenv_query_long(s.conn, "SELECT sum(10 - stock) FROM products"), 200);
+	http_response_free(&r);
+	free(body);
+	json_decref(cart);
+	serverenv_stop(&s);
+}
+
 Test(server, rejects_the_whole_cart_when_one_item_is_short)
 {
 	struct serverenv s;
