@@ -650,6 +650,45 @@ Test(server, a_key_is_in_use_while_its_first_request_runs)
 	serverenv_stop(&s);
 }
 
+Test(server, a_slow_checkout_does_not_stall_other_connections)
+{
+	static const char *const env[] = {"RACE_PAUSE_MS=1500", NULL};
+	struct serverenv s;
+	struct concurrent_call slow = {0};
+	pthread_t thread;
+	struct http_response r;
+	serverenv_start(&s, SEED, env);
+
+	slow.s = &s;
+	slow.body = CART;
+	pthread_create(&thread, NULL, call_thread, &slow);
+	/* wait until the slow checkout is inside its transaction */
+	bool inside = false;
+	for (int i = 0; i < 300 && !inside; i++) {
+		inside =
+		    testenv_query_long(s.conn, "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+					       "current_database() AND state = 'idle in transaction'") > 0;
+		if (!inside)
+			testenv_sleep_ms(10);
+	}
+	cr_expect(inside, "the slow checkout never started");
+	serverenv_call(&s, "GET", "/v1/products/apple", NULL, NULL, &r);
+	cr_expect_eq(r.status, 200);
+	http_response_free(&r);
+	serverenv_call(&s, "GET", "/healthz", NULL, NULL, &r);
+	cr_expect_eq(r.status, 200);
+	http_response_free(&r);
+	/* both answered while the slow one still holds its transaction open */
+	cr_expect_eq(testenv_query_long(s.conn, "SELECT count(*) FROM orders"), 0);
+	cr_expect_gt(testenv_query_long(s.conn, "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+						"current_database() AND state = 'idle in transaction'"),
+		     0);
+	pthread_join(thread, NULL);
+	cr_expect_eq(slow.r.status, 201, "%s", slow.r.body);
+	http_response_free(&slow.r);
+	serverenv_stop(&s);
+}
+
 /* Run a shell command from the environment (or the default) to stop/start PostgreSQL. */
 static bool pg_control(const char *what)
 {
