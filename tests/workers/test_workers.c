@@ -314,6 +314,7 @@ Test(workers, a_worker_killed_before_storing_offsets_applies_each_order_once_aft
 {
 	enum { N = 40, FIRST = 30 };
 	struct test_order orders[N];
+	long before[N_WORKERS];
 	env_start();
 	make_orders(orders, N, 100, true);
 	for (int i = 0; i < FIRST; i++)
@@ -338,6 +339,7 @@ Test(workers, a_worker_killed_before_storing_offsets_applies_each_order_once_aft
 		}
 		cr_assert(v, "%s started applying", programs[w]);
 		testenv_stop(&workers[w], SIGKILL);
+		before[w] = query("SELECT count(*) FROM @.inbox", schemas[w]);
 	}
 	for (int i = FIRST; i < N; i++)
 		orders_produce(env.producer, &orders[i]);
@@ -353,15 +355,22 @@ Test(workers, a_worker_killed_before_storing_offsets_applies_each_order_once_aft
 			     "%s applied every event", programs[w]);
 	int redelivered = 0;
 	for (int w = 0; w < N_WORKERS; w++) {
-		/* the line is written just after the commit: give the last one a moment */
+		/* the second run applies exactly what the first had not committed
+		 * (its line is written just after the commit: give the last one a moment) */
 		int applied = 0;
 		for (int waited = 0; waited < 10000; waited += 50) {
-			applied = applied_lines(&first[w]) + applied_lines(&workers[w]);
-			if (applied >= N)
+			applied = applied_lines(&workers[w]);
+			if (applied >= N - before[w])
 				break;
 			testenv_sleep_ms(50);
 		}
-		cr_expect_eq(applied, N, "%s: one applied line per order over both runs", programs[w]);
+		cr_expect_eq(applied, N - before[w], "%s: %ld applied before the kill, the rest after",
+			     programs[w], before[w]);
+		/* a kill between the commit and its log line loses at most that line */
+		int first_applied = applied_lines(&first[w]);
+		cr_expect(first_applied == before[w] || first_applied == before[w] - 1,
+			  "%s: %d lines for %ld applied before the kill", programs[w], first_applied,
+			  before[w]);
 		redelivered += testenv_count_log(&workers[w], "duplicate event");
 	}
 	cr_log_info("events redelivered after the SIGKILL and skipped as duplicates: %d", redelivered);
