@@ -382,13 +382,17 @@ Test(workers, a_worker_killed_before_storing_offsets_applies_each_order_once_aft
 
 Test(workers, poison_messages_are_dead_lettered_and_the_events_after_them_applied)
 {
-	enum { N = 4 };
-	struct test_order orders[N];
-	char bad_ids[3][37];
+	enum { N = 4, BAD = 4 };
+	struct test_order orders[N], bad_time;
+	char bad_ids[BAD][37];
 	env_start();
 	make_orders(orders, N, 200, true);
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < BAD; i++)
 		orders_uuid(bad_ids[i]);
+	/* well-formed to the parser, refused by the database: the time is no time */
+	orders_make(&bad_time, 250);
+	snprintf(bad_time.created_at, sizeof(bad_time.created_at), "the day after tomorrow");
+	char *bad_time_json = orders_json(&bad_time);
 	/* one key for all: one partition, so the good ones come after the bad ones */
 	const char *key = "00000000-0000-4000-8000-000000000001";
 	char *good[N];
@@ -401,18 +405,20 @@ Test(workers, poison_messages_are_dead_lettered_and_the_events_after_them_applie
 			   bad_ids[1], "order.admitted");
 	orders_produce_raw(env.producer, key, good[2], orders[2].event_id, "order.admitted");
 	orders_produce_raw(env.producer, key, good[2], bad_ids[2], "order.cancelled");
+	orders_produce_raw(env.producer, key, bad_time_json, bad_ids[3], "order.admitted");
 	orders_produce_raw(env.producer, key, good[3], orders[3].event_id, "order.admitted");
 	orders_flush(env.producer);
 	for (int i = 0; i < N; i++)
 		free(good[i]);
+	free(bad_time_json);
 
 	for (int w = 0; w < N_WORKERS; w++)
 		spawn_worker(w, NULL, NULL);
 	for (int w = 0; w < N_WORKERS; w++) {
 		cr_assert_eq(wait_value("SELECT count(*) FROM @.inbox", schemas[w], N), N,
 			     "%s applied the good ones", programs[w]);
-		cr_expect_eq(wait_value("SELECT count(*) FROM @.dead_letters", schemas[w], 3), 3,
-			     "%s recorded three dead letters", programs[w]);
+		cr_expect_eq(wait_value("SELECT count(*) FROM @.dead_letters", schemas[w], BAD), BAD,
+			     "%s recorded a dead letter for each bad message", programs[w]);
 		cr_expect_eq(
 		    query("SELECT count(*) FROM @.dead_letters WHERE value = 'this is { not JSON'::bytea "
 			  "AND reason LIKE '%not JSON%' AND key = "
@@ -426,8 +432,13 @@ Test(workers, poison_messages_are_dead_lettered_and_the_events_after_them_applie
 		cr_expect_eq(
 		    query("SELECT count(*) FROM @.dead_letters WHERE reason LIKE '%missing%'", schemas[w]),
 		    1);
-		cr_expect_eq(wait_log_count(&workers[w], "dead letter", 3), 3, "%s logged each bad message",
+		cr_expect_eq(query("SELECT count(*) FROM @.dead_letters WHERE reason LIKE 'cannot apply: %'"
+				   " AND reason LIKE '%the day after tomorrow%'",
+				   schemas[w]),
+			     1, "%s dead-lettered the event the database refused, with its reason",
 			     programs[w]);
+		cr_expect_eq(wait_log_count(&workers[w], "dead letter", BAD), BAD,
+			     "%s logged each bad message", programs[w]);
 		cr_expect(!testenv_exited(&workers[w], NULL), "%s is still running", programs[w]);
 	}
 	/* the log names where the bad message sits: pP@OFFSET */
