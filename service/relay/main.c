@@ -92,7 +92,10 @@ static bool relay_db_ensure(struct relay *r)
 		return true;
 	PQfinish(r->conn);
 	r->conn = db_connect(r->cfg->database_url, relay_stmts, err, sizeof(err));
-	if (r->conn && !db_command(r->conn, "SET application_name = 'checkout-relay'", err, sizeof(err))) {
+	/* synchronous_commit off: a "published" mark lost in a database crash only means the row
+	 * is sent again (same ce_id), never lost; it saves a WAL flush per batch */
+	if (r->conn && (!db_command(r->conn, "SET application_name = 'checkout-relay'", err, sizeof(err)) ||
+			!db_command(r->conn, "SET synchronous_commit = off", err, sizeof(err)))) {
 		PQfinish(r->conn);
 		r->conn = NULL;
 	}
@@ -160,6 +163,7 @@ static int relay_round(struct relay *r)
 	struct outbox_batch batch = {0};
 	char err[512];
 	int result = ROUND_ERROR;
+	long long t0 = now_ms();
 
 	if (!r->pub) {
 		r->pub = publisher_new(r->cfg);
@@ -185,7 +189,9 @@ static int relay_round(struct relay *r)
 	}
 	log_debug("claimed %d rows (ids %lld..%lld), producing", batch.n, batch.rows[0].id,
 		  batch.rows[batch.n - 1].id);
+	long long t1 = now_ms();
 	int delivered = publisher_send(r->pub, &batch, r->delivered, err, sizeof(err));
+	long long t2 = now_ms();
 	char mark_err[512];
 	long marked = 0;
 	if (!outbox_mark_published(r->conn, &batch, r->delivered, &marked, mark_err, sizeof(mark_err)) ||
@@ -197,6 +203,8 @@ static int relay_round(struct relay *r)
 		goto out;
 	}
 	r->published += (unsigned long)marked;
+	log_debug("batch of %d: claim %lld ms, delivery %lld ms, mark+commit %lld ms", batch.n, t1 - t0, t2 - t1,
+		  now_ms() - t2);
 	if (delivered < batch.n) {
 		if (!r->broker_down) {
 			long pending = 0;

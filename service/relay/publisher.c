@@ -168,9 +168,14 @@ int publisher_send(struct publisher *pub, const struct outbox_batch *batch, bool
 		}
 		produced++;
 	}
-	/* every queued message gets a report within message.timeout.ms; wait for all of them */
-	while (pub->reported < produced && now_ms() < deadline)
-		rd_kafka_poll(pub->rk, 50);
+	/* every queued message gets a report within message.timeout.ms; wait for all of them.
+	 * flush (rather than poll) also tells librdkafka to send now instead of lingering. */
+	while (pub->reported < produced) {
+		long long left = deadline - now_ms();
+		if (left <= 0)
+			break;
+		rd_kafka_flush(pub->rk, (int)(left > 100 ? 100 : left));
+	}
 	if (pub->reported < produced) {
 		/* should not happen (the message timeout is shorter); give them up explicitly so a
 		 * late delivery cannot go unnoticed, and drain the purge reports */
