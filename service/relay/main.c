@@ -274,6 +274,8 @@ static int relay_run(struct relay *r)
 {
 	int idle_ms = 0, backoff_ms = 0;
 	r->stats_ms = now_ms();
+	if (*r->cfg->metrics_listen)
+		log_warn("--metrics-listen is ignored: the relay reports in its periodic log line");
 	log_info("relaying outbox rows to topic %s (batch %d, idle poll up to %d ms)", r->cfg->orders_topic,
 		 r->cfg->relay_batch, r->cfg->relay_poll_ms);
 	while (!stop_requested) {

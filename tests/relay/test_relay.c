@@ -9,7 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "checkout/migrate.h"
 #include "orders.h"
 #include "testenv.h"
 #include "topic.h"
@@ -122,6 +124,9 @@ Test(relay, publishes_committed_orders_exactly_and_never_rolled_back_ones)
 		cr_expect_eq(topic_count_key(&topic, rolled_back[i], NULL), 0, "rolled-back order %s never appears",
 			     rolled_back[i]);
 	cr_expect_eq(testenv_stop(&relay, SIGTERM), 0, "the relay exits 0 on SIGTERM");
+	cr_expect_eq(testenv_count_log(&relay, "published 4 ("), 1, "its last line reports the count; see %s",
+		     relay.log_path);
+	cr_expect_eq(testenv_count_log(&relay, "pending 0, oldest pending 0.0 s"), 1);
 	for (int i = 0; i < 4; i++)
 		free(admitted[i]);
 	for (int i = 0; i < 2; i++)
@@ -329,4 +334,28 @@ Test(relay, survives_losing_its_database_connection)
 	cr_expect_eq(testenv_count_log(&relay, "database connection lost"), 1, "logged once");
 	free(before);
 	free(after);
+}
+
+Test(relay, waits_for_a_database_that_is_not_there_yet)
+{
+	char name[64], sql[128], url[96], err[512];
+	snprintf(name, sizeof(name), "t_relay_late_%d", (int)getpid());
+	snprintf(url, sizeof(url), "dbname=%s", name);
+	const char *args[] = {"--database-url", url, "--kafka-brokers", bootstrap, NULL};
+	testenv_spawn(&relay, "checkout-relay", args, NULL);
+	cr_assert(testenv_wait_log(&relay, "database unreachable", 10000), "see %s", relay.log_path);
+
+	snprintf(sql, sizeof(sql), "CREATE DATABASE %s", name);
+	testenv_exec(db, sql);
+	PGconn *late = testenv_db_connect(url);
+	int applied = 0;
+	cr_assert(migrate_run(late, CHECKOUT_MIGRATIONS_DIR, &applied, err, sizeof(err)), "%s", err);
+	orders_seed(late);
+	char *id = orders_admit(late, "patient");
+	cr_expect(topic_wait_key(&topic, id, 20000), "the order is published once the database is there");
+	cr_expect(testenv_wait_log(&relay, "database reachable again", 1000), "see %s", relay.log_path);
+	cr_expect_eq(testenv_count_log(&relay, "database unreachable"), 1, "the outage is logged once");
+	cr_expect_eq(testenv_stop(&relay, SIGTERM), 0);
+	PQfinish(late);
+	free(id);
 }
