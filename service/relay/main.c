@@ -212,7 +212,11 @@ static int relay_round(struct relay *r)
 			char ignored[256];
 			if (!outbox_stats(r->conn, &pending, &oldest, ignored, sizeof(ignored)))
 				pending = batch.n - delivered;
-			log_warn("broker unreachable (%s), %ld rows pending; retrying", err, pending);
+			rd_kafka_resp_err_t e = publisher_last_error(r->pub);
+			bool unreachable = e == RD_KAFKA_RESP_ERR__MSG_TIMED_OUT || e == RD_KAFKA_RESP_ERR__TIMED_OUT ||
+					   e == RD_KAFKA_RESP_ERR__TRANSPORT || e == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN;
+			log_warn("%s (%s), %ld rows pending; retrying",
+				 unreachable ? "broker unreachable" : "broker refused messages", err, pending);
 		}
 		r->broker_down = true;
 		relay_replace_producer_if_fatal(r);

@@ -30,6 +30,7 @@ struct publisher {
 	int reported;
 	rd_kafka_resp_err_t *results;
 	rd_kafka_resp_err_t first_error;
+	rd_kafka_resp_err_t last_error; /* what publisher_last_error reports */
 };
 
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
@@ -96,6 +97,11 @@ void publisher_free(struct publisher *pub)
 	free(pub->results);
 	free(pub->topic);
 	free(pub);
+}
+
+rd_kafka_resp_err_t publisher_last_error(const struct publisher *pub)
+{
+	return pub->last_error;
 }
 
 bool publisher_fatal(const struct publisher *pub)
@@ -190,10 +196,12 @@ int publisher_send(struct publisher *pub, const struct outbox_batch *batch, bool
 	}
 	/* later reports of this batch are ignored */
 	pub->n = 0;
+	pub->last_error = RD_KAFKA_RESP_ERR_NO_ERROR;
 	if (ok < batch->n) {
 		rd_kafka_resp_err_t e = pub->first_error ? pub->first_error : produce_err;
 		if (!e)
 			e = RD_KAFKA_RESP_ERR__TIMED_OUT;
+		pub->last_error = e;
 		snprintf(err, errlen, "%d of %d messages not delivered: %s", batch->n - ok, batch->n,
 			 rd_kafka_err2str(e));
 	}

@@ -5,6 +5,8 @@
 
 #include <stdbool.h>
 
+#include <librdkafka/rdkafka.h>
+
 #include "checkout/config.h"
 #include "outbox.h"
 
@@ -29,6 +31,9 @@ void publisher_free(struct publisher *pub);
  */
 int publisher_send(struct publisher *pub, const struct outbox_batch *batch, bool *delivered, char *err,
 		   size_t errlen);
+
+/* The first error of the last publisher_send (0 when everything was delivered). */
+rd_kafka_resp_err_t publisher_last_error(const struct publisher *pub);
 
 /* True when the producer hit a fatal error and must be replaced (publisher_free + new). */
 bool publisher_fatal(const struct publisher *pub);

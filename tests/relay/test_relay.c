@@ -11,6 +11,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+
 #include "checkout/migrate.h"
 #include "orders.h"
 #include "testenv.h"
@@ -370,4 +373,41 @@ Test(relay, waits_for_a_database_that_is_not_there_yet)
 	cr_expect_eq(testenv_stop(&relay, SIGTERM), 0);
 	PQfinish(late);
 	free(id);
+}
+
+Test(relay, a_refused_message_stays_pending_and_is_sent_again)
+{
+	/* a mock cluster of our own, so the test can script the broker's answers */
+	char err[256];
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	cr_assert(rd_kafka_conf_set(conf, "bootstrap.servers", "", err, sizeof(err)) == RD_KAFKA_CONF_OK);
+	rd_kafka_t *anchor = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+	cr_assert(anchor, "%s", err);
+	rd_kafka_mock_cluster_t *mcluster = rd_kafka_mock_cluster_new(anchor, 1);
+	cr_assert(mcluster);
+	cr_assert_eq(rd_kafka_mock_topic_create(mcluster, "orders", 3, 1), RD_KAFKA_RESP_ERR_NO_ERROR);
+	snprintf(bootstrap, sizeof(bootstrap), "%s", rd_kafka_mock_cluster_bootstraps(mcluster));
+	topic_close(&topic);
+	topic_open(&topic, bootstrap);
+
+	start_relay(&relay, NULL);
+	char *first = orders_admit(db, "first");
+	cr_assert(topic_wait_key(&topic, first, 15000));
+	cr_assert(orders_wait_drained(db, 5000));
+
+	/* the next produce request is refused with a permanent error (ApiKey 0 = Produce) */
+	rd_kafka_mock_push_request_errors(mcluster, 0, 1, RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
+	char *refused = orders_admit(db, "refused-once");
+	cr_assert(testenv_wait_log(&relay, "broker refused messages", 15000), "see %s", relay.log_path);
+	cr_expect(topic_wait_key(&topic, refused, 15000), "the refused order is sent again and arrives");
+	cr_expect(orders_wait_drained(db, 5000));
+	cr_expect(testenv_wait_log(&relay, "broker reachable again, published 1", 5000), "see %s",
+		  relay.log_path);
+	cr_expect_eq(testenv_stop(&relay, SIGTERM), 0);
+
+	topic_close(&topic);
+	rd_kafka_mock_cluster_destroy(mcluster);
+	rd_kafka_destroy(anchor);
+	free(first);
+	free(refused);
 }
