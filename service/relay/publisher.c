@@ -64,6 +64,7 @@ struct publisher *publisher_new(const struct config *cfg)
 	if (!kafka_conf_set(conf, "enable.idempotence", "true") ||
 	    !kafka_conf_set(conf, "message.timeout.ms", timeout) ||
 	    !kafka_conf_set(conf, "linger.ms", "5") ||
+	    !kafka_conf_set(conf, "socket.nagle.disable", "true") ||
 	    !kafka_conf_set(conf, "queue.buffering.max.messages", "1000000") ||
 	    !kafka_conf_set(conf, "reconnect.backoff.max.ms", "1000"))
 		goto fail;
