@@ -19,7 +19,9 @@
  * checkout nothing, needs no cooperation from the server, and an idle poll
  * is one index probe; --poll-ms trades latency for idle queries.
  * Every 10 s (when something changed) it logs one line with the published
- * count and rate, pending rows and the age of the oldest pending row.
+ * count and rate, pending rows and the age of the oldest pending row; with
+ * --metrics-listen the same numbers are served as Prometheus text (refreshed
+ * every second), like the server's /metrics.
  * Published rows older than --retention-hours are pruned every minute.
  *
  * --replay [--since TIME] republishes already-published rows (same ce_id),
@@ -35,10 +37,12 @@
 #include "checkout/config.h"
 #include "checkout/db.h"
 #include "checkout/log.h"
+#include "metrics.h"
 #include "outbox.h"
 #include "publisher.h"
 
 #define STATS_EVERY_MS 10000
+#define METRICS_EVERY_MS 1000
 #define PRUNE_EVERY_MS 60000
 #define PRUNE_BATCH 1000
 #define PRUNE_ROUNDS 10
@@ -58,9 +62,12 @@ struct relay {
 	struct publisher *pub;
 	bool db_down;     /* "database unreachable" was logged */
 	bool broker_down; /* "broker unreachable" was logged */
+	struct relay_metrics *metrics; /* NULL without --metrics-listen */
 	unsigned long published;
+	unsigned long failed; /* messages whose delivery report was an error */
 	unsigned long published_at_stats;
 	long long stats_ms;
+	long long metrics_ms;
 	long long prune_ms;
 	bool *delivered;
 	int delivered_cap;
@@ -215,6 +222,7 @@ static int relay_round(struct relay *r)
 		goto out;
 	}
 	r->published += (unsigned long)marked;
+	r->failed += (unsigned long)(batch.n - delivered);
 	log_debug("batch of %d: claim %lld ms, delivery %lld ms, mark+commit %lld ms", batch.n, t1 - t0, t2 - t1,
 		  now_ms() - t2);
 	if (delivered < batch.n) {
@@ -243,10 +251,13 @@ out:
 	return result;
 }
 
+/* Refresh the metrics every second (when served) and log a line every 10 s (when something changed). */
 static void relay_stats(struct relay *r, bool force)
 {
 	long long now = now_ms();
-	if (!force && now - r->stats_ms < STATS_EVERY_MS)
+	bool log_due = force || now - r->stats_ms >= STATS_EVERY_MS;
+	bool metrics_due = r->metrics && now - r->metrics_ms >= METRICS_EVERY_MS;
+	if (!log_due && !metrics_due)
 		return;
 	long pending = 0;
 	double oldest = 0;
@@ -255,6 +266,10 @@ static void relay_stats(struct relay *r, bool force)
 		relay_db_failed(r, err);
 		return;
 	}
+	r->metrics_ms = now;
+	relay_metrics_set(r->metrics, r->published, r->failed, pending, oldest);
+	if (!log_due)
+		return;
 	unsigned long delta = r->published - r->published_at_stats;
 	double secs = (double)(now - r->stats_ms) / 1000.0;
 	if (force || delta > 0 || pending > 0)
@@ -290,8 +305,15 @@ static int relay_run(struct relay *r)
 {
 	int idle_ms = 0, backoff_ms = 0;
 	r->stats_ms = now_ms();
-	if (*r->cfg->metrics_listen)
-		log_warn("--metrics-listen is ignored: the relay reports in its periodic log line");
+	if (*r->cfg->metrics_listen) {
+		char err[256];
+		r->metrics = relay_metrics_start(r->cfg->metrics_listen, err, sizeof(err));
+		if (!r->metrics) {
+			log_error("%s", err);
+			return EXIT_FAILURE;
+		}
+		log_info("metrics on http://%s/metrics", r->cfg->metrics_listen);
+	}
 	log_info("relaying outbox rows to topic %s (batch %d, idle poll up to %d ms)", r->cfg->orders_topic,
 		 r->cfg->relay_batch, r->cfg->relay_poll_ms);
 	while (!stop_requested) {
@@ -425,6 +447,7 @@ int main(int argc, char **argv)
 	status = cfg.replay ? relay_replay(&r) : relay_run(&r);
 out:
 	publisher_free(r.pub);
+	relay_metrics_stop(r.metrics);
 	PQfinish(r.conn);
 	free(r.delivered);
 	config_free(&cfg);

@@ -411,3 +411,33 @@ Test(relay, a_refused_message_stays_pending_and_is_sent_again)
 	free(first);
 	free(refused);
 }
+
+Test(relay, serves_published_pending_and_oldest_age_as_prometheus_metrics)
+{
+	char listen[64], url[96];
+	int port = testenv_free_port();
+	snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
+	snprintf(url, sizeof(url), "http://%s/metrics", listen);
+	const char *args[] = {"--metrics-listen", listen, NULL};
+	start_relay(&relay, args);
+	cr_assert(testenv_wait_port(port, 5000));
+	for (int i = 0; i < 2; i++)
+		free(orders_admit(db, "metered"));
+	cr_assert(orders_wait_drained(db, 15000));
+
+	bool seen = false;
+	struct http_response r = {0};
+	for (int i = 0; i < 100 && !seen; i++) {
+		http_response_free(&r);
+		cr_assert(http_call("GET", url, NULL, NULL, &r));
+		seen = r.status == 200 && strstr(r.body, "\ncheckout_relay_published_total 2\n") &&
+		       strstr(r.body, "\ncheckout_relay_pending_rows 0\n");
+		if (!seen)
+			testenv_sleep_ms(50);
+	}
+	cr_expect(seen, "the metrics count 2 published and 0 pending: %s", r.body);
+	cr_expect(strstr(r.body, "# TYPE checkout_relay_oldest_pending_seconds gauge"));
+	cr_expect(strstr(r.body, "checkout_relay_delivery_failures_total 0"));
+	http_response_free(&r);
+	cr_expect_eq(testenv_stop(&relay, SIGTERM), 0);
+}
