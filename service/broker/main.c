@@ -131,7 +131,8 @@ int main(int argc, char **argv)
 			slow = !slow;
 			rd_kafka_mock_broker_set_rtt(mcluster, -1, slow ? SLOW_RTT_MS : 0);
 			if (slow)
-				log_warn("brokers are slow: %d ms round trip (SIGHUP again to undo)", SLOW_RTT_MS);
+				log_warn("brokers are slow: %d ms round trip (SIGHUP again to undo)",
+					 SLOW_RTT_MS);
 			else
 				log_info("brokers are fast again");
 		}

@@ -60,8 +60,8 @@ struct relay {
 	const struct config *cfg;
 	PGconn *conn;
 	struct publisher *pub;
-	bool db_down;     /* "database unreachable" was logged */
-	bool broker_down; /* "broker unreachable" was logged */
+	bool db_down;		       /* "database unreachable" was logged */
+	bool broker_down;	       /* "broker unreachable" was logged */
 	struct relay_metrics *metrics; /* NULL without --metrics-listen */
 	unsigned long published;
 	unsigned long failed; /* messages whose delivery report was an error */
@@ -216,15 +216,16 @@ static int relay_round(struct relay *r)
 	if (!outbox_mark_published(r->conn, &batch, r->delivered, &marked, mark_err, sizeof(mark_err)) ||
 	    !db_command(r->conn, "COMMIT", mark_err, sizeof(mark_err))) {
 		char why[700];
-		snprintf(why, sizeof(why), "%d rows were delivered but not marked (%s); they will be sent again",
-			 delivered, mark_err);
+		snprintf(why, sizeof(why),
+			 "%d rows were delivered but not marked (%s); they will be sent again", delivered,
+			 mark_err);
 		relay_db_failed(r, why);
 		goto out;
 	}
 	r->published += (unsigned long)marked;
 	r->failed += (unsigned long)(batch.n - delivered);
-	log_debug("batch of %d: claim %lld ms, delivery %lld ms, mark+commit %lld ms", batch.n, t1 - t0, t2 - t1,
-		  now_ms() - t2);
+	log_debug("batch of %d: claim %lld ms, delivery %lld ms, mark+commit %lld ms", batch.n, t1 - t0,
+		  t2 - t1, now_ms() - t2);
 	if (delivered < batch.n) {
 		if (!r->broker_down) {
 			long pending = 0;
@@ -233,10 +234,12 @@ static int relay_round(struct relay *r)
 			if (!outbox_stats(r->conn, &pending, &oldest, ignored, sizeof(ignored)))
 				pending = batch.n - delivered;
 			rd_kafka_resp_err_t e = publisher_last_error(r->pub);
-			bool unreachable = e == RD_KAFKA_RESP_ERR__MSG_TIMED_OUT || e == RD_KAFKA_RESP_ERR__TIMED_OUT ||
-					   e == RD_KAFKA_RESP_ERR__TRANSPORT || e == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN;
+			bool unreachable =
+			    e == RD_KAFKA_RESP_ERR__MSG_TIMED_OUT || e == RD_KAFKA_RESP_ERR__TIMED_OUT ||
+			    e == RD_KAFKA_RESP_ERR__TRANSPORT || e == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN;
 			log_warn("%s (%s), %ld rows pending; retrying",
-				 unreachable ? "broker unreachable" : "broker refused messages", err, pending);
+				 unreachable ? "broker unreachable" : "broker refused messages", err,
+				 pending);
 		}
 		r->broker_down = true;
 		relay_replace_producer_if_fatal(r);
@@ -289,7 +292,8 @@ static void relay_prune(struct relay *r)
 	char err[512];
 	/* bounded: a huge backlog of old rows is pruned over several minutes, not in one go */
 	for (int i = 0; i < PRUNE_ROUNDS; i++) {
-		if (!outbox_prune(r->conn, r->cfg->retention_hours, PRUNE_BATCH, &deleted, err, sizeof(err))) {
+		if (!outbox_prune(r->conn, r->cfg->retention_hours, PRUNE_BATCH, &deleted, err,
+				  sizeof(err))) {
 			relay_db_failed(r, err);
 			break;
 		}
@@ -318,8 +322,9 @@ static int relay_run(struct relay *r)
 		 r->cfg->relay_batch, r->cfg->relay_poll_ms);
 	while (!stop_requested) {
 		if (!relay_db_ensure(r)) {
-			backoff_ms = backoff_ms ? (backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff_ms * 2)
-						: 100;
+			backoff_ms = backoff_ms
+					 ? (backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff_ms * 2)
+					 : 100;
 			nap_ms(backoff_ms);
 			continue;
 		}
@@ -330,8 +335,9 @@ static int relay_run(struct relay *r)
 			continue;
 		int n = relay_round(r);
 		if (n == ROUND_ERROR) {
-			backoff_ms = backoff_ms ? (backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff_ms * 2)
-						: 250;
+			backoff_ms = backoff_ms
+					 ? (backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff_ms * 2)
+					 : 250;
 			nap_ms(backoff_ms);
 		} else if (n == 0) {
 			backoff_ms = 0;

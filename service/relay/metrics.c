@@ -11,7 +11,6 @@
 
 #include <microhttpd.h>
 
-
 struct relay_metrics {
 	struct MHD_Daemon *daemon;
 	pthread_mutex_t lock;
@@ -38,28 +37,30 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		snprintf(body, sizeof(body), "not found: GET /metrics\n");
 	} else {
 		pthread_mutex_lock(&m->lock);
-		snprintf(body, sizeof(body),
-			 "# HELP checkout_relay_published_total Outbox rows published (delivery acknowledged, "
-			 "row marked) since start.\n"
-			 "# TYPE checkout_relay_published_total counter\n"
-			 "checkout_relay_published_total %lu\n"
-			 "# HELP checkout_relay_delivery_failures_total Messages whose delivery failed (left pending, "
-			 "sent again).\n"
-			 "# TYPE checkout_relay_delivery_failures_total counter\n"
-			 "checkout_relay_delivery_failures_total %lu\n"
-			 "# HELP checkout_relay_pending_rows Outbox rows not yet published.\n"
-			 "# TYPE checkout_relay_pending_rows gauge\n"
-			 "checkout_relay_pending_rows %ld\n"
-			 "# HELP checkout_relay_oldest_pending_seconds Age of the oldest pending outbox row.\n"
-			 "# TYPE checkout_relay_oldest_pending_seconds gauge\n"
-			 "checkout_relay_oldest_pending_seconds %.3f\n",
-			 m->published, m->failed, m->pending, m->oldest_pending_s);
+		snprintf(
+		    body, sizeof(body),
+		    "# HELP checkout_relay_published_total Outbox rows published (delivery acknowledged, "
+		    "row marked) since start.\n"
+		    "# TYPE checkout_relay_published_total counter\n"
+		    "checkout_relay_published_total %lu\n"
+		    "# HELP checkout_relay_delivery_failures_total Messages whose delivery failed (left "
+		    "pending, "
+		    "sent again).\n"
+		    "# TYPE checkout_relay_delivery_failures_total counter\n"
+		    "checkout_relay_delivery_failures_total %lu\n"
+		    "# HELP checkout_relay_pending_rows Outbox rows not yet published.\n"
+		    "# TYPE checkout_relay_pending_rows gauge\n"
+		    "checkout_relay_pending_rows %ld\n"
+		    "# HELP checkout_relay_oldest_pending_seconds Age of the oldest pending outbox row.\n"
+		    "# TYPE checkout_relay_oldest_pending_seconds gauge\n"
+		    "checkout_relay_oldest_pending_seconds %.3f\n",
+		    m->published, m->failed, m->pending, m->oldest_pending_s);
 		pthread_mutex_unlock(&m->lock);
 		status = MHD_HTTP_OK;
 		type = "text/plain; version=0.0.4; charset=utf-8";
 	}
 	struct MHD_Response *resp =
-		MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_COPY);
+	    MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_COPY);
 	if (!resp)
 		return MHD_NO;
 	MHD_add_response_header(resp, "Content-Type", type);
@@ -93,9 +94,9 @@ struct relay_metrics *relay_metrics_start(const char *listen, char *err, size_t 
 		return NULL;
 	}
 	pthread_mutex_init(&m->lock, NULL);
-	m->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL, 0, NULL, NULL, on_request, m,
-				     MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_CONNECTION_TIMEOUT,
-				     (unsigned)10, MHD_OPTION_END);
+	m->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL, 0, NULL, NULL,
+				     on_request, m, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+				     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_END);
 	if (!m->daemon) {
 		snprintf(err, errlen, "cannot serve metrics on %s: %s", listen, strerror(errno));
 		pthread_mutex_destroy(&m->lock);

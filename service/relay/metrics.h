@@ -13,7 +13,7 @@ struct relay_metrics;
  * cannot be bound. Stop with relay_metrics_stop().
  */
 struct relay_metrics *relay_metrics_start(const char *listen, char *err, size_t errlen)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 /* Record the latest numbers (thread-safe). m may be NULL: then nothing happens. */
 void relay_metrics_set(struct relay_metrics *m, unsigned long published, unsigned long failed, long pending,

@@ -5,26 +5,26 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define ROW_COLUMNS                                                                                      \
-	"id, event_id::text, event_type, aggregate_id::text, payload::text, "                            \
+#define ROW_COLUMNS                                                                                          \
+	"id, event_id::text, event_type, aggregate_id::text, payload::text, "                                \
 	"to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
 
 const struct db_stmt outbox_stmts[] = {
-	/* the partial index outbox_pending serves ORDER BY id; SKIP LOCKED lets relays share the work */
-	{"outbox_claim", "SELECT " ROW_COLUMNS " FROM outbox WHERE published_at IS NULL"
-			 " ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED"},
-	{"outbox_mark", "UPDATE outbox SET published_at = now()"
-			" WHERE id = ANY($1::bigint[]) AND published_at IS NULL"},
-	/* an id cursor is right here: published rows no longer change */
-	{"outbox_published_page", "SELECT " ROW_COLUMNS " FROM outbox WHERE published_at IS NOT NULL"
-				  " AND created_at >= COALESCE(NULLIF($1, '')::timestamptz, '-infinity')"
-				  " AND id > $2 ORDER BY id LIMIT $3"},
-	{"outbox_prune", "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox"
-			 " WHERE published_at < now() - make_interval(hours => $1::int)"
-			 " ORDER BY published_at LIMIT $2)"},
-	{"outbox_stats", "SELECT count(*), COALESCE(EXTRACT(epoch FROM now() - min(created_at)), 0)::float8"
-			 " FROM outbox WHERE published_at IS NULL"},
-	{NULL, NULL},
+    /* the partial index outbox_pending serves ORDER BY id; SKIP LOCKED lets relays share the work */
+    {"outbox_claim", "SELECT " ROW_COLUMNS " FROM outbox WHERE published_at IS NULL"
+		     " ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED"},
+    {"outbox_mark", "UPDATE outbox SET published_at = now()"
+		    " WHERE id = ANY($1::bigint[]) AND published_at IS NULL"},
+    /* an id cursor is right here: published rows no longer change */
+    {"outbox_published_page", "SELECT " ROW_COLUMNS " FROM outbox WHERE published_at IS NOT NULL"
+			      " AND created_at >= COALESCE(NULLIF($1, '')::timestamptz, '-infinity')"
+			      " AND id > $2 ORDER BY id LIMIT $3"},
+    {"outbox_prune", "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox"
+		     " WHERE published_at < now() - make_interval(hours => $1::int)"
+		     " ORDER BY published_at LIMIT $2)"},
+    {"outbox_stats", "SELECT count(*), COALESCE(EXTRACT(epoch FROM now() - min(created_at)), 0)::float8"
+		     " FROM outbox WHERE published_at IS NULL"},
+    {NULL, NULL},
 };
 
 static void copy_err(char *err, size_t errlen, const char *what, const PGresult *res, PGconn *conn)

@@ -18,10 +18,10 @@ extern const struct db_stmt outbox_stmts[];
 /* One outbox row; the strings point into the batch's PGresult. */
 struct outbox_row {
 	long long id;
-	const char *event_id;     /* ce_id: stable across republishing */
-	const char *event_type;   /* ce_type */
+	const char *event_id;	  /* ce_id: stable across republishing */
+	const char *event_type;	  /* ce_type */
 	const char *aggregate_id; /* the order id: the message key */
-	const char *payload;      /* the order as JSON text */
+	const char *payload;	  /* the order as JSON text */
 	int payload_len;
 	const char *created_at; /* ce_time, RFC 3339 UTC */
 };
@@ -39,7 +39,7 @@ struct outbox_batch {
  * server's message in err. Free the batch with outbox_batch_clear().
  */
 bool outbox_claim(PGconn *conn, int limit, struct outbox_batch *batch, char *err, size_t errlen)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 /*
  * Read up to limit already-published rows created at or after since ("" for
@@ -48,7 +48,7 @@ bool outbox_claim(PGconn *conn, int limit, struct outbox_batch *batch, char *err
  */
 bool outbox_published_page(PGconn *conn, const char *since, long long after_id, int limit,
 			   struct outbox_batch *batch, char *err, size_t errlen)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 /* Free the rows and result of a batch; safe on a zeroed batch and twice. */
 void outbox_batch_clear(struct outbox_batch *batch);
@@ -66,13 +66,13 @@ bool outbox_mark_published(PGconn *conn, const struct outbox_batch *batch, const
  * Returns false on an SQL error.
  */
 bool outbox_prune(PGconn *conn, int hours, int limit, long *deleted, char *err, size_t errlen)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 /*
  * Count pending rows and the age in seconds of the oldest (0 when none).
  * Returns false on an SQL error.
  */
 bool outbox_stats(PGconn *conn, long *pending, double *oldest_s, char *err, size_t errlen)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 #endif

@@ -62,8 +62,7 @@ struct publisher *publisher_new(const struct config *cfg)
 	snprintf(timeout, sizeof(timeout), "%d", MESSAGE_TIMEOUT_MS);
 	/* idempotence implies acks=all and keeps per-partition order across retries */
 	if (!kafka_conf_set(conf, "enable.idempotence", "true") ||
-	    !kafka_conf_set(conf, "message.timeout.ms", timeout) ||
-	    !kafka_conf_set(conf, "linger.ms", "5") ||
+	    !kafka_conf_set(conf, "message.timeout.ms", timeout) || !kafka_conf_set(conf, "linger.ms", "5") ||
 	    !kafka_conf_set(conf, "socket.nagle.disable", "true") ||
 	    !kafka_conf_set(conf, "queue.buffering.max.messages", "1000000") ||
 	    !kafka_conf_set(conf, "reconnect.backoff.max.ms", "1000"))
@@ -126,14 +125,14 @@ static long long now_ms(void)
 static rd_kafka_resp_err_t produce_one(struct publisher *pub, const struct outbox_row *r, uintptr_t tag)
 {
 	return rd_kafka_producev(
-		pub->rk, RD_KAFKA_V_TOPIC(pub->topic),
-		RD_KAFKA_V_KEY((void *)r->aggregate_id, strlen(r->aggregate_id)),
-		RD_KAFKA_V_VALUE((void *)r->payload, (size_t)r->payload_len),
-		RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE((void *)tag),
-		RD_KAFKA_V_HEADER("ce_specversion", "1.0", -1), RD_KAFKA_V_HEADER("ce_id", r->event_id, -1),
-		RD_KAFKA_V_HEADER("ce_source", CE_SOURCE, -1), RD_KAFKA_V_HEADER("ce_type", r->event_type, -1),
-		RD_KAFKA_V_HEADER("ce_time", r->created_at, -1),
-		RD_KAFKA_V_HEADER("content-type", "application/json", -1), RD_KAFKA_V_END);
+	    pub->rk, RD_KAFKA_V_TOPIC(pub->topic),
+	    RD_KAFKA_V_KEY((void *)r->aggregate_id, strlen(r->aggregate_id)),
+	    RD_KAFKA_V_VALUE((void *)r->payload, (size_t)r->payload_len),
+	    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE((void *)tag),
+	    RD_KAFKA_V_HEADER("ce_specversion", "1.0", -1), RD_KAFKA_V_HEADER("ce_id", r->event_id, -1),
+	    RD_KAFKA_V_HEADER("ce_source", CE_SOURCE, -1), RD_KAFKA_V_HEADER("ce_type", r->event_type, -1),
+	    RD_KAFKA_V_HEADER("ce_time", r->created_at, -1),
+	    RD_KAFKA_V_HEADER("content-type", "application/json", -1), RD_KAFKA_V_END);
 }
 
 int publisher_send(struct publisher *pub, const struct outbox_batch *batch, bool *delivered, char *err,

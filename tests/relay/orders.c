@@ -9,23 +9,23 @@
 
 /* One statement, as the checkout does it in several: the order, its line, its outbox row. */
 static const char insert_sql[] =
-	"WITH o AS ("
-	"  INSERT INTO orders (id, customer_id, email, total_cents)"
-	"  VALUES (gen_random_uuid(), $1, $1 || '@example.com', 2 * 1250)"
-	"  RETURNING id, customer_id, email, total_cents, created_at),"
-	" l AS ("
-	"  INSERT INTO order_lines (order_id, sku, quantity, unit_price_cents, customer_id)"
-	"  SELECT id, 'SKU-1', 2, 1250, customer_id FROM o RETURNING order_id),"
-	" ob AS ("
-	"  INSERT INTO outbox (event_id, event_type, aggregate_id, payload)"
-	"  SELECT gen_random_uuid(), 'order.admitted', o.id, jsonb_build_object("
-	"    'order_id', o.id, 'customer_id', o.customer_id, 'email', o.email,"
-	"    'items', jsonb_build_array(jsonb_build_object('sku', 'SKU-1', 'quantity', 2,"
-	"                                                  'unit_price_cents', 1250)),"
-	"    'total_cents', o.total_cents,"
-	"    'created_at', to_char(o.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'))"
-	"  FROM o RETURNING id)"
-	" SELECT o.id::text, (SELECT id FROM ob), (SELECT count(*) FROM l) FROM o";
+    "WITH o AS ("
+    "  INSERT INTO orders (id, customer_id, email, total_cents)"
+    "  VALUES (gen_random_uuid(), $1, $1 || '@example.com', 2 * 1250)"
+    "  RETURNING id, customer_id, email, total_cents, created_at),"
+    " l AS ("
+    "  INSERT INTO order_lines (order_id, sku, quantity, unit_price_cents, customer_id)"
+    "  SELECT id, 'SKU-1', 2, 1250, customer_id FROM o RETURNING order_id),"
+    " ob AS ("
+    "  INSERT INTO outbox (event_id, event_type, aggregate_id, payload)"
+    "  SELECT gen_random_uuid(), 'order.admitted', o.id, jsonb_build_object("
+    "    'order_id', o.id, 'customer_id', o.customer_id, 'email', o.email,"
+    "    'items', jsonb_build_array(jsonb_build_object('sku', 'SKU-1', 'quantity', 2,"
+    "                                                  'unit_price_cents', 1250)),"
+    "    'total_cents', o.total_cents,"
+    "    'created_at', to_char(o.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'))"
+    "  FROM o RETURNING id)"
+    " SELECT o.id::text, (SELECT id FROM ob), (SELECT count(*) FROM l) FROM o";
 
 void orders_seed(PGconn *conn)
 {

@@ -66,8 +66,8 @@ static void start_relay(struct testenv_proc *p, const char *const *extra)
 static char *outbox_text(const char *column, const char *order_id)
 {
 	const char *sql = !strcmp(column, "payload")
-				  ? "SELECT payload::text FROM outbox WHERE aggregate_id = $1::uuid"
-				  : "SELECT event_id::text FROM outbox WHERE aggregate_id = $1::uuid";
+			      ? "SELECT payload::text FROM outbox WHERE aggregate_id = $1::uuid"
+			      : "SELECT event_id::text FROM outbox WHERE aggregate_id = $1::uuid";
 	const char *params[] = {order_id};
 	PGresult *res = PQexecParams(db, sql, 1, NULL, params, NULL, NULL, 0);
 	cr_assert(PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1, "%s: %s", sql,
@@ -96,7 +96,7 @@ static void expect_message_matches_row(const char *order_id)
 	cr_expect_str_eq(m->ce_type ? m->ce_type : "", "order.admitted");
 	cr_expect_str_eq(m->content_type ? m->content_type : "", "application/json");
 	cr_expect(m->ce_time && strlen(m->ce_time) >= 20 && m->ce_time[10] == 'T' &&
-			  m->ce_time[strlen(m->ce_time) - 1] == 'Z',
+		      m->ce_time[strlen(m->ce_time) - 1] == 'Z',
 		  "ce_time is RFC 3339 UTC: %s", m->ce_time ? m->ce_time : "(none)");
 	json_decref(want);
 	json_decref(got);
@@ -124,8 +124,8 @@ Test(relay, publishes_committed_orders_exactly_and_never_rolled_back_ones)
 	for (int i = 0; i < 4; i++)
 		expect_message_matches_row(admitted[i]);
 	for (int i = 0; i < 2; i++)
-		cr_expect_eq(topic_count_key(&topic, rolled_back[i], NULL), 0, "rolled-back order %s never appears",
-			     rolled_back[i]);
+		cr_expect_eq(topic_count_key(&topic, rolled_back[i], NULL), 0,
+			     "rolled-back order %s never appears", rolled_back[i]);
 	cr_expect_eq(testenv_stop(&relay, SIGTERM), 0, "the relay exits 0 on SIGTERM");
 	cr_expect_eq(testenv_count_log(&relay, "published 4 ("), 1, "its last line reports the count; see %s",
 		     relay.log_path);
@@ -179,8 +179,8 @@ Test(relay, delivers_every_order_admitted_while_the_broker_was_down)
 		snprintf(customer, sizeof(customer), "outage-%d", i);
 		ids[i] = orders_admit(db, customer);
 	}
-	cr_assert(testenv_wait_log(&relay, "broker unreachable", 30000), "the relay says the broker is gone; see %s",
-		  relay.log_path);
+	cr_assert(testenv_wait_log(&relay, "broker unreachable", 30000),
+		  "the relay says the broker is gone; see %s", relay.log_path);
 	cr_expect_gt(orders_pending(db), 0, "rows wait in the outbox during the outage");
 
 	kill(broker.pid, SIGUSR2);
@@ -286,8 +286,8 @@ Test(relay, replay_republishes_published_rows_with_the_same_ce_id)
 
 	const char *future[] = {"--replay", "--since", "2999-01-01T00:00:00Z", NULL};
 	testenv_spawn(&relay2, "checkout-relay",
-		      (const char *[]){"--database-url", conninfo, "--kafka-brokers", bootstrap, future[0], future[1],
-				       future[2], NULL},
+		      (const char *[]){"--database-url", conninfo, "--kafka-brokers", bootstrap, future[0],
+				       future[1], future[2], NULL},
 		      NULL);
 	int st = 0;
 	for (int i = 0; i < 500 && !testenv_exited(&relay2, &st); i++)
@@ -320,7 +320,8 @@ Test(relay, prunes_published_rows_older_than_the_retention)
 	char *recent = orders_admit(db, "recent");
 	char sql[256];
 	snprintf(sql, sizeof(sql),
-		 "UPDATE outbox SET published_at = now() - interval '3 hours' WHERE aggregate_id = '%s'", old);
+		 "UPDATE outbox SET published_at = now() - interval '3 hours' WHERE aggregate_id = '%s'",
+		 old);
 	testenv_exec(db, sql);
 	const char *retention[] = {"--retention-hours", "2", NULL};
 	start_relay(&relay, retention);

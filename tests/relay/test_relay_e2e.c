@@ -68,12 +68,14 @@ static json_t *checkout(const char *body, long want_status)
 
 Test(relay_e2e, admitted_checkouts_reach_the_topic_and_a_rejected_one_never_does)
 {
-	json_t *a = checkout("{\"customer_id\":\"ann\",\"email\":\"ann@example.com\","
-			     "\"items\":[{\"sku\":\"apple\",\"quantity\":2},{\"sku\":\"plum\",\"quantity\":1}]}",
-			     201);
-	json_t *rejected = checkout("{\"customer_id\":\"bob\",\"email\":\"bob@example.com\","
-				    "\"items\":[{\"sku\":\"apple\",\"quantity\":1},{\"sku\":\"plum\",\"quantity\":1}]}",
-				    409);
+	json_t *a =
+	    checkout("{\"customer_id\":\"ann\",\"email\":\"ann@example.com\","
+		     "\"items\":[{\"sku\":\"apple\",\"quantity\":2},{\"sku\":\"plum\",\"quantity\":1}]}",
+		     201);
+	json_t *rejected =
+	    checkout("{\"customer_id\":\"bob\",\"email\":\"bob@example.com\","
+		     "\"items\":[{\"sku\":\"apple\",\"quantity\":1},{\"sku\":\"plum\",\"quantity\":1}]}",
+		     409);
 	json_t *b = checkout("{\"customer_id\":\"cid\",\"email\":\"cid@example.com\","
 			     "\"items\":[{\"sku\":\"apple\",\"quantity\":3}]}",
 			     201);
@@ -89,7 +91,8 @@ Test(relay_e2e, admitted_checkouts_reach_the_topic_and_a_rejected_one_never_does
 		json_t *value = json_loads(m->value, 0, NULL);
 		json_t *want = json_deep_copy(admitted[i]);
 		json_object_del(want, "status");
-		cr_expect(json_equal(value, want), "the message is the 201 body without status: %s", m->value);
+		cr_expect(json_equal(value, want), "the message is the 201 body without status: %s",
+			  m->value);
 		cr_expect_str_eq(m->ce_type ? m->ce_type : "", "order.admitted");
 		json_decref(value);
 		json_decref(want);
