@@ -109,6 +109,8 @@ Test(workers_e2e, an_admitted_checkout_reaches_every_worker_through_the_relay)
 	cr_expect_eq(testenv_query_long(conn, "SELECT revenue_cents FROM analytics.totals"),
 		     testenv_query_long(conn, "SELECT sum(total_cents) FROM orders"));
 	cr_expect_eq(testenv_query_long(conn, "SELECT orders FROM analytics.totals"), N);
+	for (int w = 2; w < 5; w++)
+		cr_expect_eq(testenv_stop(&procs[w], SIGTERM), 0, "%s exits 0 on SIGTERM", procs[w].name);
 	for (int i = 0; i < N_PROGS; i++)
 		testenv_stop(&procs[i], SIGTERM);
 	PQfinish(conn);
