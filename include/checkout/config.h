@@ -74,7 +74,7 @@ struct config {
 	/* migrate */
 	char *migrations_dir;
 
-	/* metrics endpoint of relay and workers ("" = off) */
+	/* relay: Prometheus endpoint ("" = off) */
 	char *metrics_listen;
 };
 

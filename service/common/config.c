@@ -76,7 +76,7 @@ static const struct option options[] = {
 	{"summary-seconds", "SUMMARY_SECONDS", OPT_INT, "30", CONFIG_WORKER, F(summary_seconds), 1, 86400,
 	 NULL, "analytics: seconds between summary lines"},
 	{"rebuild", NULL, OPT_BOOL, "false", CONFIG_WORKER, F(rebuild), 0, 0, NULL,
-	 "inventory: purge the view and replay the topic from the beginning"},
+	 "inventory, analytics: purge the view and replay the topic from the beginning"},
 	{"totals", NULL, OPT_BOOL, "false", CONFIG_WORKER, F(print_totals), 0, 0, NULL,
 	 "analytics: print the current figures and exit"},
 	{"partitions", "ORDERS_PARTITIONS", OPT_INT, "3", CONFIG_BROKER, F(partitions), 1, 1000, NULL,
@@ -87,7 +87,7 @@ static const struct option options[] = {
 	 "write the bootstrap address to this file too"},
 	{"migrations-dir", "MIGRATIONS_DIR", OPT_STRING, CHECKOUT_MIGRATIONS_DIR, CONFIG_MIGRATE,
 	 F(migrations_dir), 0, 0, NULL, "directory of NNN_name.sql files"},
-	{"metrics-listen", "METRICS_LISTEN", OPT_STRING, "", CONFIG_RELAY | CONFIG_WORKER, F(metrics_listen),
+	{"metrics-listen", "METRICS_LISTEN", OPT_STRING, "", CONFIG_RELAY, F(metrics_listen),
 	 0, 0, NULL, "serve Prometheus metrics on host:port (empty: off)"},
 };
 

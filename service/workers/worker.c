@@ -427,8 +427,6 @@ int worker_main(const struct worker_ops *ops, int argc, char **argv)
 		log_error("--rebuild is only for checkout-inventory and checkout-analytics");
 		goto out;
 	}
-	if (w.cfg.metrics_listen[0])
-		log_warn("--metrics-listen is not served by the workers; their figures are in their tables");
 	if (ops->start && !ops->start(&w))
 		goto out;
 	started = true;
