@@ -14,6 +14,7 @@
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
 #include <signal.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,13 +25,17 @@
 #define STOCK 5
 #define PER_CUSTOMER 2
 
-static struct testenv_proc servers[2], tool;
+static struct testenv_proc servers[2], tool, broker, relay, workers[3];
 
 static void stop_all(void)
 {
 	testenv_stop(&tool, SIGTERM);
 	for (int i = 0; i < 2; i++)
 		testenv_stop(&servers[i], SIGTERM);
+	testenv_stop(&relay, SIGTERM);
+	for (int i = 0; i < 3; i++)
+		testenv_stop(&workers[i], SIGTERM);
+	testenv_stop(&broker, SIGTERM);
 }
 
 TestSuite(race, .fini = stop_all);
@@ -93,20 +98,20 @@ static char *slurp(const char *path)
 struct row {
 	bool found;
 	long requests, admitted, rejected, exhausted, errors, oversold, over_limit, orders, outbox, anomalies;
-	char retries[24];
+	char retries[24], topic[24], workers[24];
 };
 
 static struct row table_row(const char *output, const char *scenario)
 {
 	struct row r = {0};
-	char name[32], isolation[32], topic[24], workers[24];
+	char name[32], isolation[32];
 	int n_servers, nrounds;
 	for (const char *line = output; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
 		if (strncmp(line, scenario, strlen(scenario)) != 0 || line[strlen(scenario)] != ' ')
 			continue;
 		int got = sscanf(line, "%31s %31s %d %d %ld %ld %ld %ld %ld %23s %ld %ld %ld %ld %23s %23s %ld", name,
 				 isolation, &n_servers, &nrounds, &r.requests, &r.admitted, &r.rejected, &r.exhausted,
-				 &r.errors, r.retries, &r.oversold, &r.over_limit, &r.orders, &r.outbox, topic, workers,
+				 &r.errors, r.retries, &r.oversold, &r.over_limit, &r.orders, &r.outbox, r.topic, r.workers,
 				 &r.anomalies);
 		cr_assert_eq(got, 17, "cannot read the table line: %.200s", line);
 		r.found = true;
@@ -115,10 +120,12 @@ static struct row table_row(const char *output, const char *scenario)
 	return r;
 }
 
+static char bootstrap[128] = "127.0.0.1:1"; /* the embedded broker's, once started */
+
 /* Run checkout-race with args against urls; returns its exit status and its output in *output. */
 static int race_run(const char *db, const char *urls, const char *isolation, const char *const *extra, char **output)
 {
-	char db_env[128], urls_arg[300];
+	char db_env[128], urls_arg[300], brokers_env[160];
 	const char *args[32];
 	int n = 0;
 
@@ -130,7 +137,8 @@ static int race_run(const char *db, const char *urls, const char *isolation, con
 	for (int i = 0; extra && extra[i] && n < 31; i++)
 		args[n++] = extra[i];
 	args[n] = NULL;
-	const char *env[] = {db_env, NULL};
+	snprintf(brokers_env, sizeof(brokers_env), "KAFKA_BROKERS=%s", bootstrap);
+	const char *env[] = {db_env, brokers_env, NULL};
 	testenv_spawn(&tool, "checkout-race", args, env);
 	int status = -1;
 	/* polls for the exit; the time limit is a safety net, not an assertion */
@@ -260,6 +268,86 @@ Test(race, repeatable_read_breaks_the_limit_but_not_the_stock, .timeout = 300)
 	struct row li = table_row(output, "last-item");
 	cr_expect_eq(li.oversold, 0, "%s", output);
 	cr_expect_eq(li.admitted, (long)STOCK * 2, "%s", output);
+	free(output);
+	free(db);
+}
+
+/* The relay and the workers are built (they arrive in their own branches). */
+static bool pipeline_built(void)
+{
+	static const char *const programs[] = {"checkout-relay", "checkout-email", "checkout-inventory",
+					       "checkout-analytics"};
+	for (size_t i = 0; i < sizeof(programs) / sizeof(programs[0]); i++) {
+		char path[512];
+		snprintf(path, sizeof(path), "%s/%s", CHECKOUT_BIN_DIR, programs[i]);
+		if (access(path, X_OK) != 0)
+			return false;
+	}
+	return true;
+}
+
+/* The broker, and with_consumers: the relay and the three workers, on db. */
+static void pipeline_start(const char *db, bool with_consumers)
+{
+	static char db_env[128], brokers_env[160], spool_env[600];
+	snprintf(bootstrap, sizeof(bootstrap), "%s", testenv_broker_start(&broker));
+	if (!with_consumers)
+		return;
+	snprintf(db_env, sizeof(db_env), "DATABASE_URL=%s", db);
+	snprintf(brokers_env, sizeof(brokers_env), "KAFKA_BROKERS=%s", bootstrap);
+	snprintf(spool_env, sizeof(spool_env), "MAIL_SPOOL=%s/race-mail-%d", CHECKOUT_TEST_TMP, (int)getpid());
+	const char *env[] = {db_env, brokers_env, spool_env, "LOG_LEVEL=warn", NULL};
+	testenv_spawn(&relay, "checkout-relay", NULL, env);
+	testenv_spawn(&workers[0], "checkout-email", NULL, env);
+	testenv_spawn(&workers[1], "checkout-inventory", NULL, env);
+	testenv_spawn(&workers[2], "checkout-analytics", NULL, env);
+}
+
+Test(race, serializable_topic_and_workers_hold_exactly_the_admitted_orders, .timeout = 300)
+{
+	char urls[300], *output = NULL;
+	if (!pipeline_built())
+		cr_skip_test("the relay and the workers are not built");
+	char *db = testenv_db_new();
+
+	pipeline_start(db, true);
+	servers_start(1, db, "serializable", "20", "false", urls, sizeof(urls));
+	const char *extra[] = {"--rounds=3", "--clients=32", "--stock=5", "--per-customer=2", "--check-topic",
+			       "--check-workers", "--catch-up-seconds=60", NULL};
+	int status = race_run(db, urls, "serializable", extra, &output);
+	cr_log_info("%s", output);
+	cr_assert_eq(status, 0, "%s", output);
+	struct row li = table_row(output, "last-item"), ld = table_row(output, "limited-drop");
+	cr_expect_str_eq(li.topic, "0", "%s", output);
+	cr_expect_str_eq(ld.topic, "0", "%s", output);
+	cr_expect_str_eq(li.workers, "0", "%s", output);
+	cr_expect_str_eq(ld.workers, "0", "%s", output);
+	free(output);
+	free(db);
+}
+
+/* The topic and worker checks can fail: with nothing relaying, every
+ * admitted order is missing from the topic and from every worker. */
+Test(race, tool_reports_orders_missing_from_the_topic_and_the_workers, .timeout = 300)
+{
+	char urls[300], *output = NULL;
+	if (!pipeline_built())
+		cr_skip_test("the relay and the workers are not built");
+	char *db = testenv_db_new();
+
+	pipeline_start(db, false);
+	servers_start(1, db, "serializable", "0", "true", urls, sizeof(urls));
+	const char *extra[] = {"--scenario=last-item", "--rounds=1", "--clients=8", "--stock=3", "--check-topic",
+			       "--check-workers", "--catch-up-seconds=2", NULL};
+	int status = race_run(db, urls, "serializable", extra, &output);
+	cr_log_info("%s", output);
+	cr_assert_eq(status, 1, "expected a failure:\n%s", output);
+	struct row li = table_row(output, "last-item");
+	cr_expect_eq(li.admitted, 3, "%s", output);
+	cr_expect_str_eq(li.topic, "3", "all three orders missing from the topic:\n%s", output);
+	/* three inboxes miss 3 orders each; inventory and analytics miss 3 units each */
+	cr_expect_str_eq(li.workers, "15", "%s", output);
+	cr_expect_eq(li.anomalies, 18, "%s", output);
 	free(output);
 	free(db);
 }
