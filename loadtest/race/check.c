@@ -21,37 +21,37 @@
 #include "checkout/log.h"
 
 static const struct db_stmt check_stmts[] = {
-	{"race_outbox_mark", "SELECT coalesce(max(id), 0) FROM outbox"},
-	{"race_group", "INSERT INTO limit_groups (name, per_customer) VALUES ($1, $2)"},
-	{"race_product", "INSERT INTO products (sku, name, price_cents, stock, limit_group) "
-			 "VALUES ($1, $1, 1000, $2, $3)"},
-	/* initial = current + sold, per SKU */
-	{"race_stock", "SELECT p.sku, p.stock, coalesce(sum(l.quantity), 0) FROM products p "
-		       "LEFT JOIN order_lines l ON l.sku = p.sku WHERE p.sku = ANY($1::text[]) "
-		       "GROUP BY p.sku, p.stock"},
-	/* units beyond the limit, summed over every customer of the group */
-	{"race_over_limit", "SELECT coalesce(sum(greatest(t.units - g.per_customer, 0)), 0) "
-			    "FROM (SELECT customer_id, sum(quantity) AS units FROM order_lines "
-			    "WHERE limit_group = $1 GROUP BY customer_id) t, limit_groups g WHERE g.name = $1"},
-	{"race_orders", "SELECT DISTINCT order_id::text FROM order_lines WHERE sku = ANY($1::text[])"},
-	/* every outbox row since the mark that names one of the SKUs */
-	{"race_outbox", "SELECT aggregate_id::text FROM outbox o WHERE o.id > $2 AND EXISTS "
-			"(SELECT 1 FROM jsonb_array_elements(o.payload->'items') i "
-			"WHERE i->>'sku' = ANY($1::text[])) ORDER BY 1"},
-	{NULL, NULL},
+    {"race_outbox_mark", "SELECT coalesce(max(id), 0) FROM outbox"},
+    {"race_group", "INSERT INTO limit_groups (name, per_customer) VALUES ($1, $2)"},
+    {"race_product", "INSERT INTO products (sku, name, price_cents, stock, limit_group) "
+		     "VALUES ($1, $1, 1000, $2, $3)"},
+    /* initial = current + sold, per SKU */
+    {"race_stock", "SELECT p.sku, p.stock, coalesce(sum(l.quantity), 0) FROM products p "
+		   "LEFT JOIN order_lines l ON l.sku = p.sku WHERE p.sku = ANY($1::text[]) "
+		   "GROUP BY p.sku, p.stock"},
+    /* units beyond the limit, summed over every customer of the group */
+    {"race_over_limit", "SELECT coalesce(sum(greatest(t.units - g.per_customer, 0)), 0) "
+			"FROM (SELECT customer_id, sum(quantity) AS units FROM order_lines "
+			"WHERE limit_group = $1 GROUP BY customer_id) t, limit_groups g WHERE g.name = $1"},
+    {"race_orders", "SELECT DISTINCT order_id::text FROM order_lines WHERE sku = ANY($1::text[])"},
+    /* every outbox row since the mark that names one of the SKUs */
+    {"race_outbox", "SELECT aggregate_id::text FROM outbox o WHERE o.id > $2 AND EXISTS "
+		    "(SELECT 1 FROM jsonb_array_elements(o.payload->'items') i "
+		    "WHERE i->>'sku' = ANY($1::text[])) ORDER BY 1"},
+    {NULL, NULL},
 };
 
 /* Prepared only with --check-workers: the schemas belong to the workers. */
 static const struct db_stmt worker_stmts[] = {
-	{"race_inbox_email", "SELECT count(DISTINCT order_id) FROM email.inbox WHERE order_id = ANY($1::uuid[])"},
-	{"race_inbox_inventory",
-	 "SELECT count(DISTINCT order_id) FROM inventory.inbox WHERE order_id = ANY($1::uuid[])"},
-	{"race_inbox_analytics",
-	 "SELECT count(DISTINCT order_id) FROM analytics.inbox WHERE order_id = ANY($1::uuid[])"},
-	{"race_units_inventory", "SELECT coalesce(sum(units_sold), 0) FROM inventory.stock_view "
-				 "WHERE starts_with(sku, $1)"},
-	{"race_units_analytics", "SELECT coalesce(sum(units), 0) FROM analytics.skus WHERE starts_with(sku, $1)"},
-	{NULL, NULL},
+    {"race_inbox_email", "SELECT count(DISTINCT order_id) FROM email.inbox WHERE order_id = ANY($1::uuid[])"},
+    {"race_inbox_inventory",
+     "SELECT count(DISTINCT order_id) FROM inventory.inbox WHERE order_id = ANY($1::uuid[])"},
+    {"race_inbox_analytics",
+     "SELECT count(DISTINCT order_id) FROM analytics.inbox WHERE order_id = ANY($1::uuid[])"},
+    {"race_units_inventory", "SELECT coalesce(sum(units_sold), 0) FROM inventory.stock_view "
+			     "WHERE starts_with(sku, $1)"},
+    {"race_units_analytics", "SELECT coalesce(sum(units), 0) FROM analytics.skus WHERE starts_with(sku, $1)"},
+    {NULL, NULL},
 };
 
 static int id_cmp(const void *a, const void *b)
@@ -293,7 +293,8 @@ static int event_owner(json_t *event, const char *const *prefixes, int n)
 {
 	size_t i;
 	json_t *item;
-	json_array_foreach(json_object_get(event, "items"), i, item) {
+	json_array_foreach(json_object_get(event, "items"), i, item)
+	{
 		const char *sku = json_string_value(json_object_get(item, "sku"));
 		for (int k = 0; sku && k < n; k++) {
 			if (!strncmp(sku, prefixes[k], strlen(prefixes[k])))
@@ -314,8 +315,8 @@ static bool topic_complete(const struct race_set *seen, const struct race_set *c
 	return true;
 }
 
-bool check_topic(const struct config *cfg, const char *const *prefixes, const struct race_set *const *admitted,
-		 int n, long *mismatches)
+bool check_topic(const struct config *cfg, const char *const *prefixes,
+		 const struct race_set *const *admitted, int n, long *mismatches)
 {
 	bool ok = false;
 	char errstr[512], group[96];
@@ -328,7 +329,8 @@ bool check_topic(const struct config *cfg, const char *const *prefixes, const st
 		goto out;
 	/* a fresh group reads the topic from its beginning */
 	snprintf(group, sizeof(group), "checkout-race-%d-%ld", (int)getpid(), (long)time(NULL));
-	if (!kafka_conf_set(conf, "group.id", group) || !kafka_conf_set(conf, "auto.offset.reset", "earliest") ||
+	if (!kafka_conf_set(conf, "group.id", group) ||
+	    !kafka_conf_set(conf, "auto.offset.reset", "earliest") ||
 	    !kafka_conf_set(conf, "enable.auto.commit", "false"))
 		goto out;
 	rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
@@ -395,7 +397,8 @@ out:
 /* Orders missing from each worker's inbox plus unit differences, or -1. */
 static long worker_mismatch(PGconn *conn, const char *prefix, const struct race_set *admitted, long units)
 {
-	static const char *const inboxes[] = {"race_inbox_email", "race_inbox_inventory", "race_inbox_analytics"};
+	static const char *const inboxes[] = {"race_inbox_email", "race_inbox_inventory",
+					      "race_inbox_analytics"};
 	static const char *const unit_sums[] = {"race_units_inventory", "race_units_analytics"};
 	long total = 0;
 	char *ids = set_literal(admitted);
@@ -425,8 +428,9 @@ out:
 	return total;
 }
 
-bool check_workers(const struct config *cfg, const char *const *prefixes, const struct race_set *const *admitted,
-		   const long *admitted_units, int n, long *mismatches)
+bool check_workers(const struct config *cfg, const char *const *prefixes,
+		   const struct race_set *const *admitted, const long *admitted_units, int n,
+		   long *mismatches)
 {
 	char err[512];
 	bool ok = false;

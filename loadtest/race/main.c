@@ -39,7 +39,7 @@ struct row {
 	long requests, admitted, rejected, exhausted, errors;
 	long retries; /* -1: the server does not say */
 	struct check_round db;
-	long topic, workers; /* -1: not checked */
+	long topic, workers;	/* -1: not checked */
 	struct race_set orders; /* admitted, as the database says */
 	char first_error[160];
 };
@@ -150,7 +150,8 @@ static bool scenario_run(const struct config *cfg, PGconn *conn, struct fire_poo
 		if (!round_build(cfg, s, row->prefix, r, skus, &n_skus, group, sizeof(group), bodies))
 			goto out;
 		long mark = check_outbox_mark(conn);
-		if (mark < 0 || !check_setup(conn, group[0] ? group : NULL, cfg->race_per_customer, skus, n_skus, stock))
+		if (mark < 0 ||
+		    !check_setup(conn, group[0] ? group : NULL, cfg->race_per_customer, skus, n_skus, stock))
 			goto out;
 
 		long before = fire_read_retries(urls, n_urls);
@@ -163,8 +164,9 @@ static bool scenario_run(const struct config *cfg, PGconn *conn, struct fire_poo
 
 		for (int i = 0; i < clients; i++) {
 			const struct race_result *res = &results[i];
-			bool expected_rejection = (s == SCENARIO_LAST_ITEM && res->verdict == VERDICT_OUT_OF_STOCK) ||
-						  (s == SCENARIO_LIMITED_DROP && res->verdict == VERDICT_OVER_LIMIT);
+			bool expected_rejection =
+			    (s == SCENARIO_LAST_ITEM && res->verdict == VERDICT_OUT_OF_STOCK) ||
+			    (s == SCENARIO_LIMITED_DROP && res->verdict == VERDICT_OVER_LIMIT);
 			row->requests++;
 			if (res->verdict == VERDICT_ADMITTED)
 				row->admitted++;
@@ -175,13 +177,13 @@ static bool scenario_run(const struct config *cfg, PGconn *conn, struct fire_poo
 			else {
 				row->errors++;
 				if (!row->first_error[0])
-					snprintf(row->first_error, sizeof(row->first_error), "HTTP %ld %s", res->status,
-						 res->problem);
+					snprintf(row->first_error, sizeof(row->first_error), "HTTP %ld %s",
+						 res->status, res->problem);
 			}
 		}
 
-		if (!check_round(conn, skus, n_skus, stock, group[0] ? group : NULL, results, clients, mark, &db,
-				 &row->orders))
+		if (!check_round(conn, skus, n_skus, stock, group[0] ? group : NULL, results, clients, mark,
+				 &db, &row->orders))
 			goto out;
 		row->db.oversold += db.oversold;
 		row->db.over_limit += db.over_limit;
@@ -189,8 +191,8 @@ static bool scenario_run(const struct config *cfg, PGconn *conn, struct fire_poo
 		row->db.outbox += db.outbox;
 		row->db.admitted_units += db.admitted_units;
 		log_msg(LOG_DEBUG, scenario_names[s],
-			"round %d: oversold %ld, over limit %ld, order mismatches %ld, outbox mismatches %ld", r + 1,
-			db.oversold, db.over_limit, db.orders, db.outbox);
+			"round %d: oversold %ld, over limit %ld, order mismatches %ld, outbox mismatches %ld",
+			r + 1, db.oversold, db.over_limit, db.orders, db.outbox);
 
 		for (int k = 0; k < max_skus; k++) {
 			free(skus[k]);
@@ -237,9 +239,10 @@ static void print_table(const struct config *cfg, int n_urls, const struct row *
 		cell(topic, sizeof(topic), row->topic, "skipped");
 		cell(workers, sizeof(workers), row->workers, "skipped");
 		printf("%-13s %-15s %7d %6d %8ld %8ld %8ld %9ld %6ld %7s %8ld %10ld %6ld %6ld %7s %7s %9ld\n",
-		       scenario_names[s], isolation_name(cfg->isolation), n_urls, cfg->race_rounds, row->requests,
-		       row->admitted, row->rejected, row->exhausted, row->errors, retries, row->db.oversold,
-		       row->db.over_limit, row->db.orders, row->db.outbox, topic, workers, row_anomalies(row));
+		       scenario_names[s], isolation_name(cfg->isolation), n_urls, cfg->race_rounds,
+		       row->requests, row->admitted, row->rejected, row->exhausted, row->errors, retries,
+		       row->db.oversold, row->db.over_limit, row->db.orders, row->db.outbox, topic, workers,
+		       row_anomalies(row));
 	}
 	fflush(stdout);
 }
@@ -255,14 +258,15 @@ static int verdict(const struct config *cfg, const struct row *rows)
 		if (!row->ran)
 			continue;
 		if (row->errors > 0) {
-			log_error("%s: %ld answers outside the contract (first: %s)", scenario_names[s], row->errors,
-				  row->first_error);
+			log_error("%s: %ld answers outside the contract (first: %s)", scenario_names[s],
+				  row->errors, row->first_error);
 			rc = 1;
 		}
 		/* orders, outbox, topic and workers must agree at every level */
 		if (broken > 0) {
-			log_error("%s: %ld admitted orders missing or extra (database, outbox, topic or workers)",
-				  scenario_names[s], broken);
+			log_error(
+			    "%s: %ld admitted orders missing or extra (database, outbox, topic or workers)",
+			    scenario_names[s], broken);
 			rc = 1;
 		}
 		if (cfg->isolation == ISOLATION_SERIALIZABLE && isolation_anomaly > 0) {
@@ -271,7 +275,8 @@ static int verdict(const struct config *cfg, const struct row *rows)
 		}
 		if (cfg->race_expect_anomaly && isolation_anomaly == 0) {
 			log_error("%s: expected the %s anomaly at %s, saw none", scenario_names[s],
-				  s == SCENARIO_LAST_ITEM ? "lost-update" : "write-skew", isolation_name(cfg->isolation));
+				  s == SCENARIO_LAST_ITEM ? "lost-update" : "write-skew",
+				  isolation_name(cfg->isolation));
 			rc = 1;
 		}
 	}
@@ -323,8 +328,9 @@ int main(int argc, char **argv)
 		if (cfg.race_scenario != 0 && cfg.race_scenario != s + 1)
 			continue;
 		snprintf(rows[s].prefix, sizeof(rows[s].prefix), "race-%08x-%s-", run_id, scenario_tags[s]);
-		log_info("%s: %d rounds of %d concurrent checkouts against %d server%s (%s)", scenario_names[s],
-			 cfg.race_rounds, cfg.race_clients, n_urls, n_urls > 1 ? "s" : "", isolation_name(cfg.isolation));
+		log_info("%s: %d rounds of %d concurrent checkouts against %d server%s (%s)",
+			 scenario_names[s], cfg.race_rounds, cfg.race_clients, n_urls, n_urls > 1 ? "s" : "",
+			 isolation_name(cfg.isolation));
 		if (!scenario_run(&cfg, conn, pool, urls, n_urls, s, &rows[s]))
 			goto out;
 		prefixes[n] = rows[s].prefix;

@@ -22,7 +22,7 @@ enum race_verdict {
 	VERDICT_OUT_OF_STOCK, /* 409 out-of-stock */
 	VERDICT_OVER_LIMIT,   /* 409 purchase-limit-exceeded */
 	VERDICT_EXHAUSTED,    /* too-much-contention: the server's retries ran out */
-	VERDICT_ERROR,        /* 5xx, transport error, or anything else off-contract */
+	VERDICT_ERROR,	      /* 5xx, transport error, or anything else off-contract */
 };
 
 struct race_result {
@@ -58,7 +58,7 @@ struct fire_pool;
  * handle cannot be created.
  */
 struct fire_pool *fire_pool_create(int clients, char *const *urls, int n_urls)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 /*
  * Fire one round: every client first opens (or checks) its connection, then
@@ -82,10 +82,10 @@ long fire_read_retries(char *const *urls, int n_urls);
 
 /* What the database says about one round, after it has settled. */
 struct check_round {
-	long oversold;     /* sum over SKUs of |initial - current - sold|, plus SKUs below zero */
-	long over_limit;   /* units admitted beyond per_customer, summed over customers */
-	long orders;       /* 201 answers without an order, plus orders never answered 201 */
-	long outbox;       /* admitted orders without exactly one outbox row, plus strays */
+	long oversold;	 /* sum over SKUs of |initial - current - sold|, plus SKUs below zero */
+	long over_limit; /* units admitted beyond per_customer, summed over customers */
+	long orders;	 /* 201 answers without an order, plus orders never answered 201 */
+	long outbox;	 /* admitted orders without exactly one outbox row, plus strays */
 	long admitted_units;
 };
 
@@ -101,7 +101,7 @@ long check_outbox_mark(PGconn *conn);
  * false on an error (logged).
  */
 bool check_setup(PGconn *conn, const char *group, int per_customer, char *const *skus, int n, int stock)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 /*
  * Check one round: skus[0..n) were created with `stock` units each, group is
@@ -121,8 +121,9 @@ bool check_round(PGconn *conn, char *const *skus, int n, int stock, const char *
  * mismatches[i] gets missing + extra order ids. Returns false when the
  * consumer cannot be set up (logged).
  */
-bool check_topic(const struct config *cfg, const char *const *prefixes, const struct race_set *const *admitted,
-		 int n, long *mismatches) __attribute__((warn_unused_result));
+bool check_topic(const struct config *cfg, const char *const *prefixes,
+		 const struct race_set *const *admitted, int n, long *mismatches)
+    __attribute__((warn_unused_result));
 
 /*
  * Compare each worker's inbox (email, inventory, analytics) and the
@@ -131,7 +132,8 @@ bool check_topic(const struct config *cfg, const char *const *prefixes, const st
  * to cfg->race_catch_up_seconds. mismatches[i] gets the orders missing from
  * each worker plus the unit differences. Returns false on an SQL error.
  */
-bool check_workers(const struct config *cfg, const char *const *prefixes, const struct race_set *const *admitted,
-		   const long *admitted_units, int n, long *mismatches) __attribute__((warn_unused_result));
+bool check_workers(const struct config *cfg, const char *const *prefixes,
+		   const struct race_set *const *admitted, const long *admitted_units, int n,
+		   long *mismatches) __attribute__((warn_unused_result));
 
 #endif

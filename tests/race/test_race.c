@@ -70,10 +70,12 @@ static void servers_start(int n, const char *db, const char *isolation, const ch
 		/* retries must not run out, so "exactly S admitted" holds */
 		snprintf(env[i][5], sizeof(env[i][5]), "MAX_RETRIES=200");
 		snprintf(env[i][6], sizeof(env[i][6]), "LOG_LEVEL=warn");
-		const char *envp[] = {env[i][0], env[i][1], env[i][2], env[i][3], env[i][4], env[i][5], env[i][6], NULL};
+		const char *envp[] = {env[i][0], env[i][1], env[i][2], env[i][3],
+				      env[i][4], env[i][5], env[i][6], NULL};
 		const char *args[] = {"--listen", listen[i], NULL};
 		testenv_spawn(&servers[i], "checkout-server", args, envp);
-		cr_assert(testenv_wait_port(port, 15000), "checkout-server did not start; see %s", servers[i].log_path);
+		cr_assert(testenv_wait_port(port, 15000), "checkout-server did not start; see %s",
+			  servers[i].log_path);
 		used += (size_t)snprintf(urls + used, urlslen - used, "%shttp://%s", i ? "," : "", listen[i]);
 	}
 }
@@ -106,13 +108,15 @@ static struct row table_row(const char *output, const char *scenario)
 	struct row r = {0};
 	char name[32], isolation[32];
 	int n_servers, nrounds;
-	for (const char *line = output; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+	for (const char *line = output; line && *line;
+	     line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
 		if (strncmp(line, scenario, strlen(scenario)) != 0 || line[strlen(scenario)] != ' ')
 			continue;
-		int got = sscanf(line, "%31s %31s %d %d %ld %ld %ld %ld %ld %23s %ld %ld %ld %ld %23s %23s %ld", name,
-				 isolation, &n_servers, &nrounds, &r.requests, &r.admitted, &r.rejected, &r.exhausted,
-				 &r.errors, r.retries, &r.oversold, &r.over_limit, &r.orders, &r.outbox, r.topic, r.workers,
-				 &r.anomalies);
+		int got =
+		    sscanf(line, "%31s %31s %d %d %ld %ld %ld %ld %ld %23s %ld %ld %ld %ld %23s %23s %ld",
+			   name, isolation, &n_servers, &nrounds, &r.requests, &r.admitted, &r.rejected,
+			   &r.exhausted, &r.errors, r.retries, &r.oversold, &r.over_limit, &r.orders,
+			   &r.outbox, r.topic, r.workers, &r.anomalies);
 		cr_assert_eq(got, 17, "cannot read the table line: %.200s", line);
 		r.found = true;
 	}
@@ -123,7 +127,8 @@ static struct row table_row(const char *output, const char *scenario)
 static char bootstrap[128] = "127.0.0.1:1"; /* the embedded broker's, once started */
 
 /* Run checkout-race with args against urls; returns its exit status and its output in *output. */
-static int race_run(const char *db, const char *urls, const char *isolation, const char *const *extra, char **output)
+static int race_run(const char *db, const char *urls, const char *isolation, const char *const *extra,
+		    char **output)
 {
 	char db_env[128], urls_arg[300], brokers_env[160];
 	const char *args[32];
@@ -155,15 +160,18 @@ static int race_run(const char *db, const char *urls, const char *isolation, con
 static void assert_database_correct(const char *db, int expected_rounds)
 {
 	PGconn *conn = testenv_db_connect(db);
-	long products = testenv_query_long(conn, "SELECT count(*) FROM products WHERE sku LIKE 'race-%-li-%'");
+	long products =
+	    testenv_query_long(conn, "SELECT count(*) FROM products WHERE sku LIKE 'race-%-li-%'");
 	long sold = testenv_query_long(conn, "SELECT coalesce(sum(quantity), 0) FROM order_lines "
 					     "WHERE sku LIKE 'race-%-li-%'");
-	long left = testenv_query_long(conn, "SELECT coalesce(sum(stock), 0) FROM products WHERE sku LIKE 'race-%-li-%'");
+	long left = testenv_query_long(
+	    conn, "SELECT coalesce(sum(stock), 0) FROM products WHERE sku LIKE 'race-%-li-%'");
 	long customers = testenv_query_long(conn, "SELECT count(DISTINCT customer_id) FROM order_lines "
 						  "WHERE limit_group LIKE 'race-%-ld-%'");
-	long wrong = testenv_query_long(conn, "SELECT count(*) FROM (SELECT customer_id, sum(quantity) AS units "
-					      "FROM order_lines WHERE limit_group LIKE 'race-%-ld-%' "
-					      "GROUP BY customer_id) t WHERE units <> 2");
+	long wrong =
+	    testenv_query_long(conn, "SELECT count(*) FROM (SELECT customer_id, sum(quantity) AS units "
+				     "FROM order_lines WHERE limit_group LIKE 'race-%-ld-%' "
+				     "GROUP BY customer_id) t WHERE units <> 2");
 	PQfinish(conn);
 	cr_expect_eq(products, expected_rounds, "one last-item product per round");
 	cr_expect_eq(sold, (long)STOCK * expected_rounds, "exactly the stock is sold in every round");
@@ -225,7 +233,8 @@ Test(race, read_committed_oversells_and_breaks_the_limit, .timeout = 300)
 	char *db = testenv_db_new();
 
 	servers_start(1, db, "read-committed", "100", "false", urls, sizeof(urls));
-	const char *extra[] = {"--rounds=2", "--clients=32", "--stock=5", "--per-customer=2", "--expect-anomaly", NULL};
+	const char *extra[] = {"--rounds=2",	   "--clients=32",     "--stock=5",
+			       "--per-customer=2", "--expect-anomaly", NULL};
 	int status = race_run(db, urls, "read-committed", extra, &output);
 	cr_log_info("%s", output);
 	cr_assert_eq(status, 0, "expected both anomalies at read committed:\n%s", output);
@@ -252,8 +261,8 @@ Test(race, repeatable_read_breaks_the_limit_but_not_the_stock, .timeout = 300)
 	char *db = testenv_db_new();
 
 	servers_start(1, db, "repeatable-read", "100", "false", urls, sizeof(urls));
-	const char *write_skew[] = {"--scenario=limited-drop", "--rounds=2", "--clients=32", "--per-customer=2",
-				    "--expect-anomaly", NULL};
+	const char *write_skew[] = {"--scenario=limited-drop", "--rounds=2",	   "--clients=32",
+				    "--per-customer=2",	       "--expect-anomaly", NULL};
 	int status = race_run(db, urls, "repeatable-read", write_skew, &output);
 	cr_log_info("%s", output);
 	cr_assert_eq(status, 0, "expected the write skew at repeatable read:\n%s", output);
@@ -282,7 +291,8 @@ static void pipeline_start(const char *db, bool with_consumers)
 		return;
 	snprintf(db_env, sizeof(db_env), "DATABASE_URL=%s", db);
 	snprintf(brokers_env, sizeof(brokers_env), "KAFKA_BROKERS=%s", bootstrap);
-	snprintf(spool_env, sizeof(spool_env), "MAIL_SPOOL=%s/race-mail-%d", CHECKOUT_TEST_TMP, (int)getpid());
+	snprintf(spool_env, sizeof(spool_env), "MAIL_SPOOL=%s/race-mail-%d", CHECKOUT_TEST_TMP,
+		 (int)getpid());
 	const char *env[] = {db_env, brokers_env, spool_env, "LOG_LEVEL=warn", NULL};
 	testenv_spawn(&relay, "checkout-relay", NULL, env);
 	testenv_spawn(&workers[0], "checkout-email", NULL, env);
@@ -297,8 +307,9 @@ Test(race, serializable_topic_and_workers_hold_exactly_the_admitted_orders, .tim
 
 	pipeline_start(db, true);
 	servers_start(1, db, "serializable", "20", "false", urls, sizeof(urls));
-	const char *extra[] = {"--rounds=3", "--clients=32", "--stock=5", "--per-customer=2", "--check-topic",
-			       "--check-workers", "--catch-up-seconds=60", NULL};
+	const char *extra[] = {
+	    "--rounds=3",      "--clients=32",		"--stock=5", "--per-customer=2", "--check-topic",
+	    "--check-workers", "--catch-up-seconds=60", NULL};
 	int status = race_run(db, urls, "serializable", extra, &output);
 	cr_log_info("%s", output);
 	cr_assert_eq(status, 0, "%s", output);
@@ -320,8 +331,8 @@ Test(race, tool_reports_orders_missing_from_the_topic_and_the_workers, .timeout 
 
 	pipeline_start(db, false);
 	servers_start(1, db, "serializable", "0", "true", urls, sizeof(urls));
-	const char *extra[] = {"--scenario=last-item", "--rounds=1", "--clients=8", "--stock=3", "--check-topic",
-			       "--check-workers", "--catch-up-seconds=2", NULL};
+	const char *extra[] = {"--scenario=last-item", "--rounds=1",	  "--clients=8",	  "--stock=3",
+			       "--check-topic",	       "--check-workers", "--catch-up-seconds=2", NULL};
 	int status = race_run(db, urls, "serializable", extra, &output);
 	cr_log_info("%s", output);
 	cr_assert_eq(status, 1, "expected a failure:\n%s", output);
