@@ -301,6 +301,12 @@ int main(int argc, char **argv)
 	}
 	log_init(cfg.program, cfg.log_level, cfg.log_format);
 
+	if (cfg.race_stock >= cfg.race_clients && cfg.race_scenario != 2)
+		log_warn("--stock=%d is not below --clients=%d: last-item has nothing to race for",
+			 cfg.race_stock, cfg.race_clients);
+	if (cfg.race_per_customer >= cfg.race_clients && cfg.race_scenario != 1)
+		log_warn("--per-customer=%d is not below --clients=%d: limited-drop has nothing to race for",
+			 cfg.race_per_customer, cfg.race_clients);
 	n_urls = parse_urls(&cfg, &urls);
 	if (n_urls == 0) {
 		log_error("no server URL (--urls or --listen)");
