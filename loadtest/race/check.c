@@ -226,7 +226,8 @@ bool check_round(PGconn *conn, char *const *skus, int n, int stock, const char *
 	for (int i = 0; i < PQntuples(res); i++) {
 		long current = strtol(PQgetvalue(res, i, 1), NULL, 10);
 		long sold = strtol(PQgetvalue(res, i, 2), NULL, 10);
-		out->oversold += labs(stock - current - sold) + (current < 0);
+		out->stock += current < 0 || stock != current + sold;
+		out->oversold += sold > stock ? sold - stock : 0;
 		out->admitted_units += sold;
 	}
 	PQclear(res);

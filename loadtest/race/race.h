@@ -82,7 +82,8 @@ long fire_read_retries(char *const *urls, int n_urls);
 
 /* What the database says about one round, after it has settled. */
 struct check_round {
-	long oversold;	 /* sum over SKUs of |initial - current - sold|, plus SKUs below zero */
+	long stock;	 /* SKUs below zero or where initial != current + sold */
+	long oversold;	 /* units sold beyond the initial stock, summed over SKUs */
 	long over_limit; /* units admitted beyond per_customer, summed over customers */
 	long orders;	 /* 201 answers without an order, plus orders never answered 201 */
 	long outbox;	 /* admitted orders without exactly one outbox row, plus strays */
