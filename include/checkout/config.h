@@ -45,7 +45,7 @@ struct config {
 	int listen_port;
 	char *admin_token;
 	int db_pool_size;
-	int isolation; /* enum config_isolation */
+	int isolation; /* enum config_isolation; race tool: the server's level */
 	int race_pause_ms;
 	int max_retries;
 	bool hot_sku_queue;
@@ -73,6 +73,19 @@ struct config {
 
 	/* migrate */
 	char *migrations_dir;
+
+	/* loadtest: the race tool (checkout-race) */
+	int race_scenario; /* 0 both, 1 last-item, 2 limited-drop */
+	int race_clients;
+	int race_rounds;
+	int race_stock;
+	int race_sizes; /* 0: one per client */
+	int race_per_customer;
+	char *race_urls; /* comma-separated base URLs; empty: http://listen */
+	bool race_expect_anomaly;
+	bool race_check_topic;
+	bool race_check_workers;
+	int race_catch_up_seconds;
 
 	/* relay: Prometheus endpoint ("" = off) */
 	char *metrics_listen;

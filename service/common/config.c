@@ -12,6 +12,7 @@ enum option_type { OPT_STRING, OPT_INT, OPT_BOOL, OPT_CHOICE };
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
 static const char *const log_formats[] = {"text", "json", NULL};
 static const char *const isolations[] = {"serializable", "repeatable-read", "read-committed", NULL};
+static const char *const race_scenarios[] = {"both", "last-item", "limited-drop", NULL};
 
 struct option {
 	const char *name; /* flag, without the leading dashes */
@@ -47,7 +48,8 @@ static const struct option options[] = {
 	 "bearer token for PUT /v1/products and /v1/limits (empty: admin API off)"},
 	{"db-pool-size", "DB_POOL_SIZE", OPT_INT, "8", CONFIG_SERVER, F(db_pool_size), 1, 256, NULL,
 	 "database connections in the pool"},
-	{"isolation", "ISOLATION", OPT_CHOICE, "serializable", CONFIG_SERVER, F(isolation), 0, 0, isolations,
+	{"isolation", "ISOLATION", OPT_CHOICE, "serializable", CONFIG_SERVER | CONFIG_LOADTEST, F(isolation), 0, 0,
+	 isolations,
 	 "checkout isolation: serializable, or repeatable-read/read-committed to demonstrate anomalies"},
 	{"race-pause-ms", "RACE_PAUSE_MS", OPT_INT, "0", CONFIG_SERVER, F(race_pause_ms), 0, 10000, NULL,
 	 "demonstration: pause between the checkout's reads and writes"},
@@ -87,6 +89,28 @@ static const struct option options[] = {
 	 "write the bootstrap address to this file too"},
 	{"migrations-dir", "MIGRATIONS_DIR", OPT_STRING, CHECKOUT_MIGRATIONS_DIR, CONFIG_MIGRATE,
 	 F(migrations_dir), 0, 0, NULL, "directory of NNN_name.sql files"},
+	{"scenario", "RACE_SCENARIO", OPT_CHOICE, "both", CONFIG_LOADTEST, F(race_scenario), 0, 0, race_scenarios,
+	 "race: last-item (lost update), limited-drop (write skew) or both"},
+	{"clients", "RACE_CLIENTS", OPT_INT, "32", CONFIG_LOADTEST, F(race_clients), 1, 1000, NULL,
+	 "race: concurrent checkouts fired at once in each round"},
+	{"rounds", "RACE_ROUNDS", OPT_INT, "1", CONFIG_LOADTEST, F(race_rounds), 1, 100000, NULL,
+	 "race: rounds of each scenario, each on fresh products"},
+	{"stock", "RACE_STOCK", OPT_INT, "5", CONFIG_LOADTEST, F(race_stock), 1, 1000000, NULL,
+	 "race: last-item: units in stock (fewer than --clients)"},
+	{"sizes", "RACE_SIZES", OPT_INT, "0", CONFIG_LOADTEST, F(race_sizes), 0, 1000, NULL,
+	 "race: limited-drop: sizes in the limit group (0: one per client)"},
+	{"per-customer", "RACE_PER_CUSTOMER", OPT_INT, "2", CONFIG_LOADTEST, F(race_per_customer), 1, 1000, NULL,
+	 "race: limited-drop: units one customer may buy in the group"},
+	{"urls", "RACE_URLS", OPT_STRING, "", CONFIG_LOADTEST, F(race_urls), 0, 0, NULL,
+	 "race: servers' base URLs, comma-separated; requests spread over them (empty: http://LISTEN)"},
+	{"expect-anomaly", NULL, OPT_BOOL, "false", CONFIG_LOADTEST, F(race_expect_anomaly), 0, 0, NULL,
+	 "race: demonstration: fail unless every scenario run shows an anomaly"},
+	{"check-topic", NULL, OPT_BOOL, "false", CONFIG_LOADTEST, F(race_check_topic), 0, 0, NULL,
+	 "race: also compare the order ids on the topic (--kafka-brokers) with the admitted orders"},
+	{"check-workers", NULL, OPT_BOOL, "false", CONFIG_LOADTEST, F(race_check_workers), 0, 0, NULL,
+	 "race: also compare the workers' inbox tables with the admitted orders"},
+	{"catch-up-seconds", "RACE_CATCH_UP_SECONDS", OPT_INT, "30", CONFIG_LOADTEST, F(race_catch_up_seconds), 1,
+	 3600, NULL, "race: how long the relay and the workers may take to catch up"},
 	{"metrics-listen", "METRICS_LISTEN", OPT_STRING, "", CONFIG_RELAY, F(metrics_listen),
 	 0, 0, NULL, "serve Prometheus metrics on host:port (empty: off)"},
 };
