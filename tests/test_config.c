@@ -1,6 +1,7 @@
 /* The settings table: defaults, environment, flags, and clear errors. */
 #include <criterion/criterion.h>
 #include <criterion/redirect.h>
+#include <signal.h>
 #include <stdlib.h>
 
 #include "checkout/config.h"
@@ -113,14 +114,35 @@ Test(config, programs_exit_nonzero_with_one_line_on_bad_config)
 	cr_expect_eq(testenv_count_log(&p, "unknown option '--bogus'"), 1);
 }
 
-Test(config, unreachable_database_is_one_clear_line)
+Test(config, unreachable_database_is_one_clear_line_and_exit_1)
+{
+	const char *programs[] = {"checkout-migrate", "checkout-server", "checkout-relay", "checkout-email",
+				  "checkout-inventory", "checkout-analytics"};
+	const char *args[] = {"--database-url", "postgresql://127.0.0.1:1/nothing", NULL};
+	const char *env[] = {"DB_WAIT_SECONDS=1", "LISTEN=127.0.0.1:1", NULL};
+	for (size_t i = 0; i < sizeof(programs) / sizeof(programs[0]); i++) {
+		struct testenv_proc p;
+		testenv_spawn(&p, programs[i], args, env);
+		int status = -1;
+		for (int t = 0; t < 1000 && !testenv_exited(&p, &status); t++)
+			testenv_sleep_ms(10);
+		testenv_stop(&p, SIGKILL);
+		cr_expect_eq(status, 1, "%s exits 1", programs[i]);
+		cr_expect_eq(testenv_count_log(&p, "ERROR"), 1, "%s: one error line", programs[i]);
+		cr_expect_eq(testenv_count_log(&p, "cannot connect to the database"), 1, "%s names the problem",
+			     programs[i]);
+	}
+}
+
+Test(config, server_refuses_a_port_out_of_range)
 {
 	struct testenv_proc p;
-	const char *args[] = {"--database-url", "postgresql://127.0.0.1:1/nothing", NULL};
-	testenv_spawn(&p, "checkout-migrate", args, NULL);
-	int status = 0;
-	for (int i = 0; i < 1000 && !testenv_exited(&p, &status); i++)
+	const char *args[] = {"--listen", "127.0.0.1:99999", NULL};
+	testenv_spawn(&p, "checkout-server", args, NULL);
+	int status = -1;
+	for (int t = 0; t < 500 && !testenv_exited(&p, &status); t++)
 		testenv_sleep_ms(10);
+	testenv_stop(&p, SIGKILL);
 	cr_expect_eq(status, 1);
-	cr_expect_eq(testenv_count_log(&p, "cannot connect to the database"), 1);
+	cr_expect_eq(testenv_count_log(&p, "port '99999' is out of range 1..65535"), 1);
 }

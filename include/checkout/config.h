@@ -38,6 +38,7 @@ struct config {
 	char *orders_topic;
 	int log_level;  /* enum log_level */
 	int log_format; /* enum log_format */
+	int db_wait_seconds;
 
 	/* server */
 	char *listen; /* host:port as given */

@@ -25,6 +25,15 @@ struct db_stmt {
 PGconn *db_connect(const char *url, const struct db_stmt *const *stmts, char *err, size_t errlen)
 	__attribute__((warn_unused_result));
 
+/*
+ * At program start: try to connect to url every half second for up to
+ * seconds (0: once). Returns true as soon as the database answers; otherwise
+ * false with a one-line reason in err. A database that is down at start is
+ * a configuration problem the operator must see; once running, the programs
+ * ride out outages by themselves.
+ */
+bool db_wait(const char *url, int seconds, char *err, size_t errlen) __attribute__((warn_unused_result));
+
 /* SQLSTATE of a result ("" when there is none). */
 const char *db_sqlstate(const PGresult *res);
 

@@ -34,6 +34,8 @@ struct option {
 static const struct option options[] = {
 	{"database-url", "DATABASE_URL", OPT_STRING, "", DBUSERS, F(database_url), 0, 0, NULL,
 	 "PostgreSQL connection string (empty: libpq's PG* variables)"},
+	{"db-wait-seconds", "DB_WAIT_SECONDS", OPT_INT, "30", CONFIG_SERVER | CONFIG_RELAY | CONFIG_WORKER,
+	 F(db_wait_seconds), 0, 3600, NULL, "at start, how long to wait for the database before exiting with an error"},
 	{"kafka-brokers", "KAFKA_BROKERS", OPT_STRING, "127.0.0.1:9092", KAFKAUSERS, F(kafka_brokers), 0, 0,
 	 NULL, "Kafka bootstrap servers, host:port[,host:port...]"},
 	{"orders-topic", "ORDERS_TOPIC", OPT_STRING, "orders", KAFKAUSERS | CONFIG_BROKER, F(orders_topic), 0,

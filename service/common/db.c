@@ -62,6 +62,23 @@ fail:
 	return NULL;
 }
 
+bool db_wait(const char *url, int seconds, char *err, size_t errlen)
+{
+	for (int tries = 0;; tries++) {
+		PGconn *conn = db_connect(url, NULL, err, errlen);
+		if (conn) {
+			PQfinish(conn);
+			return true;
+		}
+		if (tries >= seconds * 2)
+			return false;
+		if (tries == 0)
+			log_info("the database does not answer yet; waiting up to %d s", seconds);
+		struct timespec half = {0, 500 * 1000 * 1000L};
+		nanosleep(&half, NULL);
+	}
+}
+
 const char *db_sqlstate(const PGresult *res)
 {
 	const char *s = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;

@@ -441,6 +441,11 @@ int main(int argc, char **argv)
 		log_error("--since only makes sense with --replay");
 		goto out;
 	}
+	char err[512];
+	if (!db_wait(cfg.database_url, cfg.db_wait_seconds, err, sizeof(err))) {
+		log_error("%s", err);
+		goto out;
+	}
 	r.cfg = &cfg;
 
 	struct sigaction sa;

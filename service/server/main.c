@@ -65,6 +65,10 @@ int main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &stop, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
+	if (!db_wait(cfg.database_url, cfg.db_wait_seconds, err, sizeof(err))) {
+		log_error("%s", err);
+		goto out;
+	}
 	srv.cfg = &cfg;
 	srv.pool = db_pool_create(cfg.database_url, cfg.db_pool_size, statements);
 	if (!srv.pool) {

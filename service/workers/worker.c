@@ -420,6 +420,11 @@ int worker_main(const struct worker_ops *ops, int argc, char **argv)
 		goto out;
 	}
 	log_init(w.cfg.program, w.cfg.log_level, w.cfg.log_format);
+	char dberr[512];
+	if (!db_wait(w.cfg.database_url, w.cfg.db_wait_seconds, dberr, sizeof(dberr))) {
+		log_error("%s", dberr);
+		goto out;
+	}
 	install_signals();
 	if (ops->oneshot && ops->oneshot(&w, &status))
 		goto out;
