@@ -194,6 +194,7 @@ static void *load_thread_main(void *arg)
 {
 	struct load_thread *t = arg;
 
+	sleep_until_ns(run.start_ns); /* every thread starts together, when the clock starts */
 	if (run.interval_ns > 0) {
 		for (;;) {
 			unsigned long ticket = atomic_fetch_add(&run.next_ticket, 1);
@@ -373,9 +374,11 @@ static void print_results(const struct load_options *o, const struct load_result
 	printf("  requests/s   %10.1f\n", (double)r->requests / r->seconds);
 	printf("  201/s        %10.1f\n", (double)r->created / r->seconds);
 	printf("  outcomes    ");
-	for (int s = 0; s < LOAD_STATUS_MAX; s++)
+	if (r->status[0])
+		printf(" transport-error: %lu", r->status[0]);
+	for (int s = 100; s < LOAD_STATUS_MAX; s++)
 		if (r->status[s])
-			printf(" %s%d: %lu", s ? "" : "transport-error", s ? s : 0, r->status[s]);
+			printf(" %d: %lu", s, r->status[s]);
 	printf("\n  latency ms   p50 %.2f  p90 %.2f  p99 %.2f  p99.9 %.2f  max %.2f  mean %.2f\n",
 	       (double)hist_percentile(h, 50) / 1000.0, (double)hist_percentile(h, 90) / 1000.0,
 	       (double)hist_percentile(h, 99) / 1000.0, (double)hist_percentile(h, 99.9) / 1000.0,
