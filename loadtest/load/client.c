@@ -233,8 +233,8 @@ int client_post(struct client *c, const char *path, const char *body, size_t len
 		else if (strncasecmp(name, "Transfer-Encoding:", 18) == 0) {
 			char *v = strcasestr(name, "chunked");
 			chunked = v && v < hend;
-		}
-		else if (strncasecmp(name, "Connection:", 11) == 0 && strncasecmp(name + 11, " close", 6) == 0)
+		} else if (strncasecmp(name, "Connection:", 11) == 0 &&
+			   strncasecmp(name + 11, " close", 6) == 0)
 			keep = false;
 	}
 	client_consume(c, hlen);

@@ -29,7 +29,7 @@ struct client {
  * ignored). Returns false when the URL is not of that form.
  */
 bool client_parse_url(const char *url, char *host, size_t hostlen, char *port, size_t portlen)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 /* Set up c for host:port without connecting yet. */
 void client_init(struct client *c, const char *host, const char *port);

@@ -120,7 +120,8 @@ static size_t cart_body(struct load_thread *t, char *buf, size_t buflen)
 {
 	const struct load_options *o = t->opt;
 	unsigned long customer = atomic_fetch_add_explicit(&run.customer, 1, memory_order_relaxed);
-	int n = snprintf(buf, buflen, "{\"customer_id\": \"load-%lu\", \"email\": \"load@example.com\", \"items\": [",
+	int n = snprintf(buf, buflen,
+			 "{\"customer_id\": \"load-%lu\", \"email\": \"load@example.com\", \"items\": [",
 			 customer);
 	if (n < 0 || (size_t)n >= buflen)
 		return 0;
@@ -149,8 +150,8 @@ static size_t cart_body(struct load_thread *t, char *buf, size_t buflen)
 			if (o->mix == MIX_MULTI)
 				qty = 1 + rng_below(&t->rng, 3);
 		}
-		n = snprintf(buf + len, buflen - len, "%s{\"sku\": \"%s\", \"quantity\": %u}", i ? ", " : "", sku,
-			     qty);
+		n = snprintf(buf + len, buflen - len, "%s{\"sku\": \"%s\", \"quantity\": %u}", i ? ", " : "",
+			     sku, qty);
 		if (n < 0 || (size_t)n >= buflen - len)
 			return 0;
 		len += (size_t)n;
@@ -231,20 +232,20 @@ struct load_flag {
 };
 
 static const struct load_flag flags[] = {
-	{"url", "URL", "server base URL (default http://127.0.0.1:8080)"},
-	{"connections", "N", "keep-alive connections, one thread each (default 32)"},
-	{"duration", "SECONDS", "how long to send requests (default 10)"},
-	{"warmup", "SECONDS", "leave out the first seconds from the results (default 0)"},
-	{"rate", "PER_SECOND", "open loop: this many requests per second in all (default 0: closed loop)"},
-	{"mix", "MIX", "carts: uniform, hot or multi (default uniform)"},
-	{"skus", "N", "SKUs sku-00000.. to choose from (default 10000)"},
-	{"hot-sku", "SKU", "the SKU of the hot mix (default sku-hot)"},
-	{"json", "FILE", "write the results as JSON"},
-	{"plot", "FILE", "draw the latency distribution and throughput (.png or .svg) with gnuplot"},
-	{"label", "TEXT", "a name for the run, in the JSON and the plot title"},
-	{"quiet", NULL, "no progress line"},
-	{"help", NULL, "print this help"},
-	{NULL, NULL, NULL},
+    {"url", "URL", "server base URL (default http://127.0.0.1:8080)"},
+    {"connections", "N", "keep-alive connections, one thread each (default 32)"},
+    {"duration", "SECONDS", "how long to send requests (default 10)"},
+    {"warmup", "SECONDS", "leave out the first seconds from the results (default 0)"},
+    {"rate", "PER_SECOND", "open loop: this many requests per second in all (default 0: closed loop)"},
+    {"mix", "MIX", "carts: uniform, hot or multi (default uniform)"},
+    {"skus", "N", "SKUs sku-00000.. to choose from (default 10000)"},
+    {"hot-sku", "SKU", "the SKU of the hot mix (default sku-hot)"},
+    {"json", "FILE", "write the results as JSON"},
+    {"plot", "FILE", "draw the latency distribution and throughput (.png or .svg) with gnuplot"},
+    {"label", "TEXT", "a name for the run, in the JSON and the plot title"},
+    {"quiet", NULL, "no progress line"},
+    {"help", NULL, "print this help"},
+    {NULL, NULL, NULL},
 };
 
 static void usage(FILE *f)
@@ -253,7 +254,8 @@ static void usage(FILE *f)
 		   "Load POST /v1/checkout and report throughput, outcomes and latency.\n\n");
 	for (const struct load_flag *fl = flags; fl->name; fl++) {
 		char left[64];
-		snprintf(left, sizeof(left), "--%s%s%s", fl->name, fl->arg ? " " : "", fl->arg ? fl->arg : "");
+		snprintf(left, sizeof(left), "--%s%s%s", fl->name, fl->arg ? " " : "",
+			 fl->arg ? fl->arg : "");
 		fprintf(f, "  %-26s %s\n", left, fl->help);
 	}
 }
@@ -286,7 +288,8 @@ static int parse_options(int argc, char **argv, struct load_options *o)
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		if (c == '?' || c < 0 || c >= n) {
-			fprintf(stderr, "checkout-load: unknown option or missing value: %s\n", argv[optind - 1]);
+			fprintf(stderr, "checkout-load: unknown option or missing value: %s\n",
+				argv[optind - 1]);
 			return 1;
 		}
 		const char *name = flags[c].name;
@@ -316,9 +319,11 @@ static int parse_options(int argc, char **argv, struct load_options *o)
 			ok = *optarg && strlen(optarg) < sizeof(o->hot_sku) && !strpbrk(optarg, "\"\\") &&
 			     snprintf(o->hot_sku, sizeof(o->hot_sku), "%s", optarg) > 0;
 		else if (!strcmp(name, "json"))
-			ok = snprintf(o->json_path, sizeof(o->json_path), "%s", optarg) < (int)sizeof(o->json_path);
+			ok = snprintf(o->json_path, sizeof(o->json_path), "%s", optarg) <
+			     (int)sizeof(o->json_path);
 		else if (!strcmp(name, "plot"))
-			ok = snprintf(o->plot_path, sizeof(o->plot_path), "%s", optarg) < (int)sizeof(o->plot_path);
+			ok = snprintf(o->plot_path, sizeof(o->plot_path), "%s", optarg) <
+			     (int)sizeof(o->plot_path);
 		else if (!strcmp(name, "label"))
 			ok = snprintf(o->label, sizeof(o->label), "%s", optarg) < (int)sizeof(o->label) &&
 			     !strpbrk(optarg, "\"\\");
@@ -404,11 +409,13 @@ static json_t *results_json(const struct load_options *o, const struct load_resu
 		if (r->status[s]) {
 			char key[16];
 			snprintf(key, sizeof(key), "%d", s);
-			json_object_set_new(status, s ? key : "transport_error", json_integer((json_int_t)r->status[s]));
+			json_object_set_new(status, s ? key : "transport_error",
+					    json_integer((json_int_t)r->status[s]));
 		}
 	json_t *lat = json_object();
 	for (size_t i = 0; i < sizeof(reported_pcts) / sizeof(reported_pcts[0]); i++)
-		json_object_set_new(lat, reported_names[i], json_integer((json_int_t)hist_percentile(h, reported_pcts[i])));
+		json_object_set_new(lat, reported_names[i],
+				    json_integer((json_int_t)hist_percentile(h, reported_pcts[i])));
 	json_object_set_new(lat, "max", json_integer((json_int_t)hist_percentile(h, 100)));
 	json_object_set_new(lat, "min", json_integer(h->count ? (json_int_t)h->min : 0));
 	json_object_set_new(lat, "mean", json_real(hist_mean(h)));
@@ -430,16 +437,17 @@ static json_t *results_json(const struct load_options *o, const struct load_resu
 							 (json_int_t)r->per_second_done[s], "created",
 							 (json_int_t)r->per_second_created[s]));
 
-	return json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:f, s:i, s:f, s:I, s:I, s:I, s:I, s:I, s:f, s:f, "
-			 "s:o, s:o, s:o, s:o}",
-			 "label", o->label, "url", o->url, "mix", mix_names[o->mix], "loop",
-			 o->rate > 0 ? "open" : "closed", "connections", o->connections, "duration_s", o->duration,
-			 "warmup_s", o->warmup, "rate", o->rate, "skus", o->skus, "seconds", r->seconds,
-			 "requests", (json_int_t)r->requests, "created", (json_int_t)r->created, "server_errors",
-			 (json_int_t)r->server_errors, "transport_errors", (json_int_t)r->transport_errors,
-			 "connects", (json_int_t)r->connects, "requests_per_s",
-			 (double)r->requests / r->seconds, "created_per_s", (double)r->created / r->seconds,
-			 "status", status, "latency_us", lat, "spectrum", spectrum, "per_second", seconds);
+	return json_pack(
+	    "{s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:f, s:i, s:f, s:I, s:I, s:I, s:I, s:I, s:f, s:f, "
+	    "s:o, s:o, s:o, s:o}",
+	    "label", o->label, "url", o->url, "mix", mix_names[o->mix], "loop",
+	    o->rate > 0 ? "open" : "closed", "connections", o->connections, "duration_s", o->duration,
+	    "warmup_s", o->warmup, "rate", o->rate, "skus", o->skus, "seconds", r->seconds, "requests",
+	    (json_int_t)r->requests, "created", (json_int_t)r->created, "server_errors",
+	    (json_int_t)r->server_errors, "transport_errors", (json_int_t)r->transport_errors, "connects",
+	    (json_int_t)r->connects, "requests_per_s", (double)r->requests / r->seconds, "created_per_s",
+	    (double)r->created / r->seconds, "status", status, "latency_us", lat, "spectrum", spectrum,
+	    "per_second", seconds);
 }
 
 /* Draw the percentile spectrum and the throughput per second with gnuplot. */
@@ -484,7 +492,8 @@ static bool plot_results(const struct load_options *o, const struct load_result 
 		"set multiplot layout 2,1 title '%s'\n"
 		"set logscale x\n"
 		"set xrange [1:%g]\n"
-		"set xtics ('0%%%%' 1, '50%%%%' 2, '90%%%%' 10, '99%%%%' 100, '99.9%%%%' 1000, '99.99%%%%' 10000, "
+		"set xtics ('0%%%%' 1, '50%%%%' 2, '90%%%%' 10, '99%%%%' 100, '99.9%%%%' 1000, '99.99%%%%' "
+		"10000, "
 		"'99.999%%%%' 100000)\n"
 		"set xlabel 'percentile'\nset ylabel 'latency (ms)'\nset grid\n"
 		"plot '%s' index 0 using 1:2 with steps lw 2 title 'latency'\n"
@@ -526,8 +535,8 @@ static void progress(const struct load_options *o, struct load_thread *threads, 
 	if (o->quiet)
 		return;
 	fprintf(stderr, "%s[%3d/%ds] %7lu req/s  total %lu  201 %lu  other %lu  5xx %lu  transport %lu%s",
-		tty ? "\r" : "", second, o->duration, done - prev_done, done, created, done - created - s5 - terr,
-		s5, terr, tty ? "  " : "\n");
+		tty ? "\r" : "", second, o->duration, done - prev_done, done, created,
+		done - created - s5 - terr, s5, terr, tty ? "  " : "\n");
 	fflush(stderr);
 }
 

@@ -79,9 +79,13 @@ static void start_server(void)
 {
 	db = testenv_db_new();
 	conn = testenv_db_connect(db);
-	testenv_exec(conn, "INSERT INTO products (sku, name, price_cents, stock) "
-			   "SELECT 'sku-' || lpad(i::text, 5, '0'), 'p' || i, 100, 1000000 FROM generate_series(0, 99) i");
-	testenv_exec(conn, "INSERT INTO products (sku, name, price_cents, stock) VALUES ('sku-hot', 'hot', 100, 1000000)");
+	testenv_exec(
+	    conn,
+	    "INSERT INTO products (sku, name, price_cents, stock) "
+	    "SELECT 'sku-' || lpad(i::text, 5, '0'), 'p' || i, 100, 1000000 FROM generate_series(0, 99) i");
+	testenv_exec(
+	    conn,
+	    "INSERT INTO products (sku, name, price_cents, stock) VALUES ('sku-hot', 'hot', 100, 1000000)");
 	int port = testenv_free_port();
 	char listen[64], dburl[256];
 	snprintf(listen, sizeof(listen), "LISTEN=127.0.0.1:%d", port);
@@ -143,8 +147,8 @@ Test(load, five_second_closed_loop_run_gets_only_201s_and_every_one_is_an_order)
 {
 	char json_path[512];
 	snprintf(json_path, sizeof(json_path), "%s/load-smoke-%d.json", CHECKOUT_TEST_TMP, (int)getpid());
-	const char *args[] = {"--connections", "4", "--duration", "5", "--skus", "100", "--mix", "multi", "--json",
-			      json_path, "--quiet", NULL};
+	const char *args[] = {"--connections", "4",	"--duration", "5",	 "--skus",  "100",
+			      "--mix",	       "multi", "--json",     json_path, "--quiet", NULL};
 	struct testenv_proc p;
 	cr_assert_eq(run_load(args, &p), 0, "checkout-load failed (see %s)", p.log_path);
 
@@ -174,8 +178,8 @@ Test(load, open_loop_sends_exactly_the_scheduled_requests)
 	char json_path[512];
 	snprintf(json_path, sizeof(json_path), "%s/load-open-%d.json", CHECKOUT_TEST_TMP, (int)getpid());
 	/* 40/s for 2 s: 80 requests are due, however fast the server answers */
-	const char *args[] = {"--connections", "4", "--duration", "2", "--rate", "40", "--mix", "hot", "--json",
-			      json_path, "--quiet", NULL};
+	const char *args[] = {"--connections", "4",   "--duration", "2",       "--rate",  "40",
+			      "--mix",	       "hot", "--json",	    json_path, "--quiet", NULL};
 	struct testenv_proc p;
 	long long before = testenv_query_long(conn, "SELECT count(*) FROM orders");
 	cr_assert_eq(run_load(args, &p), 0, "checkout-load failed (see %s)", p.log_path);
@@ -185,7 +189,8 @@ Test(load, open_loop_sends_exactly_the_scheduled_requests)
 	cr_expect_eq(jint(j, "created"), 80);
 	cr_expect_str_eq(json_string_value(json_object_get(j, "loop")), "open");
 	cr_expect_eq(testenv_query_long(conn, "SELECT count(*) FROM orders") - before, 80);
-	cr_expect_eq(testenv_query_long(conn, "SELECT 1000000 - stock FROM products WHERE sku = 'sku-hot'"), 80);
+	cr_expect_eq(testenv_query_long(conn, "SELECT 1000000 - stock FROM products WHERE sku = 'sku-hot'"),
+		     80);
 	json_decref(j);
 	remove(json_path);
 }
