@@ -1,0 +1,435 @@
+/* http.c - see http.h. */
+#define _GNU_SOURCE
+#include "http.h"
+
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "checkout.h"
+#include "checkout/db.h"
+#include "checkout/log.h"
+#include "orders.h"
+#include "products.h"
+#include "validate.h"
+
+#define PROBLEM_BASE "https://checkout.example/problems/"
+
+/* Connections idle longer than this are closed (seconds). */
+#define HTTP_CONNECTION_TIMEOUT 30
+#define HTTP_CONNECTION_LIMIT 512
+#define HTTP_PER_IP_LIMIT 256
+
+static const struct {
+	const char *name;
+	const char *title;
+} problem_titles[] = {
+    {"invalid-request", "The request is not valid"},
+    {"payload-too-large", "The request body is larger than 64 KiB"},
+    {"unsupported-media-type", "The request body must be application/json"},
+    {"method-not-allowed", "Method not allowed"},
+    {"not-found", "Not found"},
+    {"out-of-stock", "Some items are out of stock"},
+    {"purchase-limit-exceeded", "The purchase limit would be exceeded"},
+    {"unknown-sku", "Some SKUs do not exist"},
+    {"unknown-limit-group", "The limit group does not exist"},
+    {"idempotency-key-mismatch", "The Idempotency-Key was used with another request"},
+    {"idempotency-key-in-use", "A request with this Idempotency-Key is still running"},
+    {"database-unavailable", "The database is unavailable"},
+    {"too-much-contention", "Too many concurrent checkouts conflicted"},
+    {"unauthorized", "A valid admin token is required"},
+    {"forbidden", "Admin operations are disabled"},
+    {"internal-error", "Internal error"},
+};
+
+double http_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+const char *http_header(struct http_request *req, const char *name)
+{
+	return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+enum MHD_Result http_reply(struct http_request *req, unsigned status, const char *content_type,
+			   const char *body, size_t len, const char *const *headers)
+{
+	struct MHD_Response *resp = MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+	if (!resp)
+		return MHD_NO;
+	bool ok = MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type) == MHD_YES;
+	for (size_t i = 0; headers && headers[i] && headers[i + 1]; i += 2)
+		ok = ok && MHD_add_response_header(resp, headers[i], headers[i + 1]) == MHD_YES;
+	enum MHD_Result ret = ok ? MHD_queue_response(req->conn, status, resp) : MHD_NO;
+	MHD_destroy_response(resp);
+	if (ret == MHD_YES) {
+		req->status = status;
+		metrics_request(req->route, status);
+	}
+	return ret;
+}
+
+enum MHD_Result http_reply_json(struct http_request *req, unsigned status, json_t *body,
+				const char *const *headers)
+{
+	char *text = body ? json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+	json_decref(body);
+	if (!text)
+		return MHD_NO;
+	enum MHD_Result ret =
+	    http_reply(req, status, status >= 400 ? "application/problem+json" : "application/json", text,
+		       strlen(text), headers);
+	free(text);
+	return ret;
+}
+
+json_t *http_problem(unsigned status, const char *name, const char *detail)
+{
+	const char *title = name;
+	char type[128];
+	for (size_t i = 0; i < sizeof(problem_titles) / sizeof(problem_titles[0]); i++)
+		if (!strcmp(problem_titles[i].name, name))
+			title = problem_titles[i].title;
+	snprintf(type, sizeof(type), PROBLEM_BASE "%s", name);
+	return json_pack("{s:s, s:s, s:i, s:s}", "type", type, "title", title, "status", (int)status,
+			 "detail", detail ? detail : title);
+}
+
+enum MHD_Result http_reply_problem(struct http_request *req, unsigned status, const char *name,
+				   const char *detail, json_t *extra)
+{
+	return http_reply_problem_with(req, status, name, detail, extra, NULL);
+}
+
+enum MHD_Result http_reply_problem_with(struct http_request *req, unsigned status, const char *name,
+					const char *detail, json_t *extra, const char *const *headers)
+{
+	json_t *problem = http_problem(status, name, detail);
+	if (problem && extra)
+		json_object_update(problem, extra);
+	json_decref(extra);
+	return http_reply_json(req, status, problem, headers);
+}
+
+enum MHD_Result http_reply_invalid(struct http_request *req, json_t *errors)
+{
+	json_t *extra = json_pack("{s:o}", "errors", errors ? errors : json_array());
+	return http_reply_problem(req, 400, "invalid-request", "The request body does not match the schema.",
+				  extra);
+}
+
+enum MHD_Result http_reply_unavailable(struct http_request *req, const char *name, const char *detail)
+{
+	static const char *const headers[] = {"Retry-After", "1", NULL};
+	return http_reply_problem_with(req, 503, name, detail, NULL, headers);
+}
+
+bool http_require_admin(struct http_request *req, enum MHD_Result *ret)
+{
+	static const char *const challenge[] = {"WWW-Authenticate", "Bearer", NULL};
+	const char *token = req->srv->cfg->admin_token;
+	if (!token || !*token) {
+		*ret = http_reply_problem(req, 403, "forbidden",
+					  "No ADMIN_TOKEN is configured on this server.", NULL);
+		return false;
+	}
+	const char *auth = http_header(req, MHD_HTTP_HEADER_AUTHORIZATION);
+	const char *given = auth && !strncasecmp(auth, "Bearer ", 7) ? auth + 7 : "";
+	size_t glen = strlen(given), tlen = strlen(token);
+	/* compare every byte of the longer string so the time does not say where they differ */
+	unsigned char diff = glen != tlen;
+	size_t n = glen > tlen ? glen : tlen;
+	for (size_t i = 0; i < n; i++)
+		diff |= (unsigned char)((i < glen ? given[i] : 0) ^ (i < tlen ? token[i] : 0));
+	if (diff) {
+		*ret = http_reply_problem_with(req, 401, "unauthorized", "Missing or wrong bearer token.",
+					       NULL, challenge);
+		return false;
+	}
+	return true;
+}
+
+bool http_require_json(struct http_request *req, enum MHD_Result *ret)
+{
+	const char *type = http_header(req, MHD_HTTP_HEADER_CONTENT_TYPE);
+	size_t n = strlen("application/json");
+	if (type && !strncasecmp(type, "application/json", n) &&
+	    (type[n] == '\0' || type[n] == ';' || type[n] == ' '))
+		return true;
+	*ret = http_reply_problem(req, 415, "unsupported-media-type", "Send the body as application/json.",
+				  NULL);
+	return false;
+}
+
+PGresult *http_db_exec(struct http_request *req, const char *stmt, int n, const char *const *params,
+		       enum MHD_Result *ret)
+{
+	char err[512] = "";
+	PGresult *res = NULL;
+	for (int tries = 0; tries <= req->srv->cfg->db_pool_size + 1; tries++) {
+		PGconn *conn = db_pool_acquire(req->srv->pool, HTTP_DB_WAIT_MS, err, sizeof(err));
+		if (!conn)
+			break;
+		res = PQexecPrepared(conn, stmt, n, params, NULL, NULL, 0);
+		bool lost = PQstatus(conn) == CONNECTION_BAD;
+		if (lost)
+			snprintf(err, sizeof(err), "%.*s", (int)strcspn(PQerrorMessage(conn), "\n"),
+				 PQerrorMessage(conn));
+		db_pool_release(req->srv->pool, conn);
+		if (!lost)
+			return res;
+		PQclear(res);
+		res = NULL;
+	}
+	log_warn("database unavailable: %s", err);
+	*ret = http_reply_unavailable(req, "database-unavailable",
+				      "The database cannot be reached; retry later.");
+	return NULL;
+}
+
+static enum MHD_Result handle_readyz(struct http_request *req)
+{
+	char err[256];
+	PGconn *conn = db_pool_acquire(req->srv->pool, HTTP_DB_WAIT_MS, err, sizeof(err));
+	bool ok = conn && db_command(conn, "SELECT 1", err, sizeof(err));
+	db_pool_release(req->srv->pool, conn);
+	if (!ok)
+		return http_reply_unavailable(req, "database-unavailable", err);
+	return http_reply_json(req, 200, json_pack("{s:s}", "status", "ready"), NULL);
+}
+
+static enum MHD_Result handle_metrics(struct http_request *req)
+{
+	char *text = metrics_render(req->srv->pool);
+	if (!text)
+		return MHD_NO;
+	enum MHD_Result ret = http_reply(req, 200, "text/plain; version=0.0.4", text, strlen(text), NULL);
+	free(text);
+	return ret;
+}
+
+/* The part of url after prefix when it is one valid path segment, else NULL. */
+static const char *segment_after(const char *url, const char *prefix)
+{
+	size_t n = strlen(prefix);
+	if (strncmp(url, prefix, n))
+		return NULL;
+	return url + n;
+}
+
+static enum MHD_Result method_not_allowed(struct http_request *req, const char *allow)
+{
+	const char *headers[] = {"Allow", allow, NULL};
+	char detail[128];
+	snprintf(detail, sizeof(detail), "This path allows %s.", allow);
+	return http_reply_problem_with(req, 405, "method-not-allowed", detail, NULL, headers);
+}
+
+static enum MHD_Result not_found(struct http_request *req)
+{
+	return http_reply_problem(req, 404, "not-found", "No such resource.", NULL);
+}
+
+/* Decide the route from the path alone (for metrics and early replies). */
+static enum metrics_route route_of(const char *url)
+{
+	const char *rest;
+	if (!strcmp(url, "/v1/checkout"))
+		return ROUTE_CHECKOUT;
+	if (!strcmp(url, "/v1/products"))
+		return ROUTE_PRODUCTS;
+	if ((rest = segment_after(url, "/v1/products/")) && *rest)
+		return ROUTE_PRODUCT;
+	if ((rest = segment_after(url, "/v1/limits/")) && *rest)
+		return ROUTE_LIMIT;
+	if ((rest = segment_after(url, "/v1/orders/")) && *rest)
+		return ROUTE_ORDER;
+	if (!strcmp(url, "/healthz"))
+		return ROUTE_HEALTHZ;
+	if (!strcmp(url, "/readyz"))
+		return ROUTE_READYZ;
+	if (!strcmp(url, "/metrics"))
+		return ROUTE_METRICS;
+	return ROUTE_UNKNOWN;
+}
+
+static enum MHD_Result dispatch(struct http_request *req)
+{
+	const char *m = req->method;
+	bool get = !strcmp(m, "GET") || !strcmp(m, "HEAD");
+	bool put = !strcmp(m, "PUT");
+	enum MHD_Result ret;
+
+	if (req->body_too_large)
+		return http_reply_problem(req, 413, "payload-too-large",
+					  "The body must be at most 65536 bytes.", NULL);
+	switch (req->route) {
+	case ROUTE_CHECKOUT:
+		if (strcmp(m, "POST"))
+			return method_not_allowed(req, "POST");
+		if (!http_require_json(req, &ret))
+			return ret;
+		return checkout_handle(req);
+	case ROUTE_PRODUCTS:
+		return get ? products_handle_list(req) : method_not_allowed(req, "GET");
+	case ROUTE_PRODUCT: {
+		const char *sku = segment_after(req->url, "/v1/products/");
+		if (!get && !put)
+			return method_not_allowed(req, "GET, PUT");
+		if (!validate_identifier(sku))
+			return not_found(req);
+		if (get)
+			return products_handle_get(req, sku);
+		if (!http_require_admin(req, &ret) || !http_require_json(req, &ret))
+			return ret;
+		return products_handle_put(req, sku);
+	}
+	case ROUTE_LIMIT: {
+		const char *group = segment_after(req->url, "/v1/limits/");
+		if (!put)
+			return method_not_allowed(req, "PUT");
+		if (!validate_identifier(group))
+			return not_found(req);
+		if (!http_require_admin(req, &ret) || !http_require_json(req, &ret))
+			return ret;
+		return products_handle_put_limit(req, group);
+	}
+	case ROUTE_ORDER: {
+		const char *id = segment_after(req->url, "/v1/orders/");
+		if (!get)
+			return method_not_allowed(req, "GET");
+		if (!validate_uuid(id))
+			return not_found(req);
+		return orders_handle_get(req, id);
+	}
+	case ROUTE_HEALTHZ:
+		return get ? http_reply_json(req, 200, json_pack("{s:s}", "status", "alive"), NULL)
+			   : method_not_allowed(req, "GET");
+	case ROUTE_READYZ:
+		return get ? handle_readyz(req) : method_not_allowed(req, "GET");
+	case ROUTE_METRICS:
+		return get ? handle_metrics(req) : method_not_allowed(req, "GET");
+	default:
+		return not_found(req);
+	}
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+				  const char *version, const char *upload_data, size_t *upload_data_size,
+				  void **con_cls)
+{
+	struct http_request *req = *con_cls;
+	(void)version;
+
+	if (!req) {
+		req = calloc(1, sizeof(*req));
+		if (!req)
+			return MHD_NO;
+		req->srv = cls;
+		req->conn = conn;
+		req->method = method;
+		req->url = url;
+		req->route = route_of(url);
+		req->started = http_now();
+		*con_cls = req;
+		/* refuse a body announced too large before reading it */
+		const char *cl =
+		    MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+		if (cl && strtoull(cl, NULL, 10) > VALIDATE_MAX_BODY) {
+			req->body_too_large = true;
+			return dispatch(req);
+		}
+		return MHD_YES;
+	}
+	if (*upload_data_size) {
+		size_t n = *upload_data_size;
+		*upload_data_size = 0;
+		if (req->status || req->body_too_large)
+			return MHD_YES;
+		if (req->body_len + n > VALIDATE_MAX_BODY) {
+			req->body_too_large = true;
+			free(req->body);
+			req->body = NULL;
+			req->body_len = 0;
+			return MHD_YES;
+		}
+		char *grown = realloc(req->body, req->body_len + n + 1);
+		if (!grown)
+			return MHD_NO;
+		memcpy(grown + req->body_len, upload_data, n);
+		req->body = grown;
+		req->body_len += n;
+		req->body[req->body_len] = '\0';
+		return MHD_YES;
+	}
+	if (req->status)
+		return MHD_YES;
+	return dispatch(req);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+			 enum MHD_RequestTerminationCode toe)
+{
+	struct http_request *req = *con_cls;
+	(void)cls;
+	(void)conn;
+	if (!req)
+		return;
+	if (log_enabled(LOG_DEBUG))
+		log_msg(LOG_DEBUG, NULL, "%s %s -> %u in %.1f ms%s", req->method, req->url, req->status,
+			(http_now() - req->started) * 1000.0,
+			toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (aborted)");
+	free(req->body);
+	free(req);
+	*con_cls = NULL;
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char line[512];
+	(void)cls;
+	vsnprintf(line, sizeof(line), fmt, ap);
+	line[strcspn(line, "\n")] = '\0';
+	log_msg(LOG_WARN, "mhd", "%s", line);
+}
+
+struct MHD_Daemon *http_start(struct server *srv, char *err, size_t errlen)
+{
+	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
+	struct addrinfo *ai = NULL;
+	char port[16];
+	struct MHD_Daemon *daemon = NULL;
+
+	snprintf(port, sizeof(port), "%d", srv->cfg->listen_port);
+	int rc = getaddrinfo(srv->cfg->listen_host, port, &hints, &ai);
+	if (rc) {
+		snprintf(err, errlen, "cannot resolve %s: %s", srv->cfg->listen_host, gai_strerror(rc));
+		return NULL;
+	}
+	unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG |
+			 MHD_USE_POLL;
+	if (ai->ai_family == AF_INET6)
+		flags |= MHD_USE_IPv6;
+	daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER,
+				  on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+				  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_CONNECTION_TIMEOUT,
+				  MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_CONNECTION_LIMIT,
+				  MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)HTTP_PER_IP_LIMIT,
+				  MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_END);
+	freeaddrinfo(ai);
+	if (!daemon)
+		snprintf(err, errlen, "cannot listen on %s", srv->cfg->listen);
+	return daemon;
+}
+
+void http_stop(struct MHD_Daemon *daemon)
+{
+	if (daemon)
+		MHD_stop_daemon(daemon);
+}

@@ -1,0 +1,116 @@
+/* http.h - the HTTP side of checkout-server: daemon, routing, replies.
+ *
+ * libmicrohttpd runs one thread per connection, so a handler may block on
+ * the database without stalling other clients; the database pool bounds how
+ * many of them touch PostgreSQL at once. Every handler answers through one
+ * of the http_reply* functions exactly once.
+ */
+#ifndef CHECKOUT_SERVER_HTTP_H
+#define CHECKOUT_SERVER_HTTP_H
+
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <microhttpd.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "checkout/config.h"
+#include "metrics.h"
+
+/* How long a request waits for a database connection before a 503. */
+#define HTTP_DB_WAIT_MS 1500
+
+/* What every handler may use; lives as long as the daemon. */
+struct server {
+	const struct config *cfg;
+	struct db_pool *pool;
+};
+
+/* One request, allocated on its first callback and freed when it completes. */
+struct http_request {
+	struct server *srv;
+	struct MHD_Connection *conn;
+	const char *method; /* owned by MHD */
+	const char *url;    /* owned by MHD, percent-decoded */
+	enum metrics_route route;
+	char *body;
+	size_t body_len;
+	bool body_too_large;
+	double started;	 /* monotonic seconds */
+	unsigned status; /* 0 until replied */
+};
+
+/*
+ * Start listening on cfg->listen_host:listen_port. Returns the daemon, or
+ * NULL with a reason in err. Stop it with http_stop().
+ */
+struct MHD_Daemon *http_start(struct server *srv, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+
+/* Stop the daemon, waiting for running requests. Accepts NULL. */
+void http_stop(struct MHD_Daemon *daemon);
+
+/* A request header's value, or NULL. */
+const char *http_header(struct http_request *req, const char *name);
+
+/* Monotonic clock in seconds. */
+double http_now(void);
+
+/*
+ * Queue a response of len bytes of body with the given content type and
+ * extra headers (pairs of name, value; NULL-terminated; may be NULL).
+ * Returns MHD's result for the access handler to return.
+ */
+enum MHD_Result http_reply(struct http_request *req, unsigned status, const char *content_type,
+			   const char *body, size_t len, const char *const *headers);
+
+/*
+ * Reply with body as JSON (application/json below 400, problem+json from
+ * 400). Takes the reference to body.
+ */
+enum MHD_Result http_reply_json(struct http_request *req, unsigned status, json_t *body,
+				const char *const *headers);
+
+/*
+ * A new RFC 9457 problem object: type ".../problems/<name>", the title for
+ * name, status and detail. Returns NULL when out of memory.
+ */
+json_t *http_problem(unsigned status, const char *name, const char *detail);
+
+/* Build a problem (see http_problem), merge extra into it (takes it; may be NULL) and reply. */
+enum MHD_Result http_reply_problem(struct http_request *req, unsigned status, const char *name,
+				   const char *detail, json_t *extra);
+
+/* Like http_reply_problem, with extra response headers (name, value pairs, NULL-terminated). */
+enum MHD_Result http_reply_problem_with(struct http_request *req, unsigned status, const char *name,
+					const char *detail, json_t *extra, const char *const *headers);
+
+/* Reply 400 invalid-request with the "errors" array (takes it). */
+enum MHD_Result http_reply_invalid(struct http_request *req, json_t *errors);
+
+/* Reply 503 with Retry-After. */
+enum MHD_Result http_reply_unavailable(struct http_request *req, const char *name, const char *detail);
+
+/*
+ * Run the prepared statement stmt on a pooled connection, reconnecting past
+ * connections that died with a database restart. Returns the result (caller
+ * PQclear()s it; it may be an SQL error), or NULL after replying 503 itself
+ * with *ret set, when the database cannot be reached.
+ */
+PGresult *http_db_exec(struct http_request *req, const char *stmt, int n, const char *const *params,
+		       enum MHD_Result *ret) __attribute__((warn_unused_result));
+
+/*
+ * Check Authorization: Bearer <admin token> in constant time. Returns true
+ * when allowed; otherwise replies 401 or 403 itself and returns false with
+ * *ret set to what the handler must return.
+ */
+bool http_require_admin(struct http_request *req, enum MHD_Result *ret);
+
+/*
+ * Check the request's Content-Type is JSON; otherwise reply 415 and return
+ * false with *ret set.
+ */
+bool http_require_json(struct http_request *req, enum MHD_Result *ret);
+
+#endif

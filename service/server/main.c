@@ -1,0 +1,92 @@
+/* checkout-server: the checkout API over HTTP (libmicrohttpd + libpq).
+ *
+ * Reads the settings (config.h), opens a bounded pool of database
+ * connections lazily (so it starts even while the database is down), serves
+ * until SIGTERM or SIGINT, then stops cleanly and exits 0.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "checkout.h"
+#include "checkout/config.h"
+#include "checkout/db.h"
+#include "checkout/log.h"
+#include "http.h"
+#include "idempotency.h"
+#include "orders.h"
+#include "products.h"
+
+/*
+ * Housekeeping at start, best effort (the database may be down): refresh the
+ * planner's statistics (tables analysed while empty plan badly) and drop
+ * idempotency keys past their 24 hours (a claim also overwrites them).
+ */
+static void start_housekeeping(struct db_pool *pool)
+{
+	char err[256] = "";
+	PGconn *conn = db_pool_acquire(pool, HTTP_DB_WAIT_MS, err, sizeof(err));
+	if (!conn ||
+	    !db_command(conn, "ANALYZE products, limit_groups, order_lines, orders", err, sizeof(err)) ||
+	    !db_command(conn, "DELETE FROM idempotency_keys WHERE expires_at < now()", err, sizeof(err)))
+		log_warn("housekeeping at start failed (continuing): %s", err);
+	db_pool_release(pool, conn);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct db_stmt *const statements[] = {checkout_stmts, products_stmts, orders_stmts,
+							   idempotency_stmts, NULL};
+	struct config cfg;
+	struct server srv = {0};
+	struct MHD_Daemon *daemon = NULL;
+	int status = EXIT_FAILURE;
+	char err[512];
+	sigset_t stop;
+
+	enum config_result r = config_load(&cfg, CONFIG_SERVER, "server", argc, argv);
+	if (r != CONFIG_OK) {
+		status = r == CONFIG_EXIT_OK ? EXIT_SUCCESS : EXIT_FAILURE;
+		goto out;
+	}
+	log_init(cfg.program, cfg.log_level, cfg.log_format);
+	if (cfg.isolation != ISOLATION_SERIALIZABLE)
+		log_warn("!!! ISOLATION=%s: checkouts are NOT safe; this level exists only to demonstrate "
+			 "anomalies (oversold stock, broken purchase limits) !!!",
+			 config_isolation_sql(cfg.isolation));
+	if (cfg.race_pause_ms > 0)
+		log_warn("RACE_PAUSE_MS=%d: every checkout pauses between its read and its write",
+			 cfg.race_pause_ms);
+
+	/* block the stop signals before any thread starts, so only sigwait() sees them */
+	sigemptyset(&stop);
+	sigaddset(&stop, SIGTERM);
+	sigaddset(&stop, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &stop, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	srv.cfg = &cfg;
+	srv.pool = db_pool_create(cfg.database_url, cfg.db_pool_size, statements);
+	if (!srv.pool) {
+		log_error("out of memory");
+		goto out;
+	}
+	start_housekeeping(srv.pool);
+	daemon = http_start(&srv, err, sizeof(err));
+	if (!daemon) {
+		log_error("%s", err);
+		goto out;
+	}
+	log_info("listening on %s:%d, isolation %s, database pool of %d, max retries %d", cfg.listen_host,
+		 cfg.listen_port, config_isolation_sql(cfg.isolation), cfg.db_pool_size, cfg.max_retries);
+
+	int sig = 0;
+	sigwait(&stop, &sig);
+	log_info("stopping on signal %d", sig);
+	status = EXIT_SUCCESS;
+out:
+	http_stop(daemon);
+	db_pool_destroy(srv.pool);
+	config_free(&cfg);
+	return status;
+}

@@ -1,0 +1,56 @@
+/* metrics.h - the server's counters, rendered as Prometheus text.
+ *
+ * Every counter is updated with atomic operations, so handlers on any thread
+ * record without locks. There is one process-wide set (metrics_*).
+ */
+#ifndef CHECKOUT_SERVER_METRICS_H
+#define CHECKOUT_SERVER_METRICS_H
+
+#include <stdbool.h>
+
+struct db_pool;
+
+/* Routes, as labelled in checkout_http_requests_total. */
+enum metrics_route {
+	ROUTE_CHECKOUT,
+	ROUTE_PRODUCTS,
+	ROUTE_PRODUCT,
+	ROUTE_LIMIT,
+	ROUTE_ORDER,
+	ROUTE_HEALTHZ,
+	ROUTE_READYZ,
+	ROUTE_METRICS,
+	ROUTE_UNKNOWN,
+	ROUTE_COUNT
+};
+
+/* Outcomes of POST /v1/checkout, as labelled in checkout_outcomes_total. */
+enum metrics_outcome {
+	OUTCOME_ADMITTED,
+	OUTCOME_OUT_OF_STOCK,
+	OUTCOME_LIMIT_EXCEEDED,
+	OUTCOME_UNKNOWN_SKU,
+	OUTCOME_INVALID,
+	OUTCOME_REPLAYED,
+	OUTCOME_IDEMPOTENCY_CONFLICT,
+	OUTCOME_UNAVAILABLE,
+	OUTCOME_CONTENTION,
+	OUTCOME_COUNT
+};
+
+/* Count one answered request. */
+void metrics_request(enum metrics_route route, unsigned status);
+
+/* Count one checkout outcome and its latency in seconds. */
+void metrics_checkout(enum metrics_outcome outcome, double seconds);
+
+/* Count one retry of the checkout transaction after 40001/40P01. */
+void metrics_retry(void);
+
+/*
+ * Render every metric as Prometheus text (format 0.0.4); pool may be NULL.
+ * Returns a malloc'd string (caller frees), or NULL when out of memory.
+ */
+char *metrics_render(struct db_pool *pool) __attribute__((warn_unused_result));
+
+#endif

@@ -1,0 +1,326 @@
+/* validate.c - see validate.h. */
+#include "validate.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void add_error(json_t *errors, const char *field, const char *message)
+{
+	json_t *e = json_pack("{s:s, s:s}", "field", field, "message", message);
+	/* never lose an error: a message that is not UTF-8 becomes a generic one */
+	json_array_append_new(errors,
+			      e ? e : json_pack("{s:s, s:s}", "field", "", "message", "is not valid"));
+}
+
+/* Characters of a UTF-8 string (jansson has already checked the encoding). */
+static size_t utf8_chars(const char *s)
+{
+	size_t n = 0;
+	for (; *s; s++)
+		n += ((unsigned char)*s & 0xC0) != 0x80;
+	return n;
+}
+
+/* Parse body as a JSON object, or record why not. Returns NULL on failure. */
+static json_t *parse_object(const char *body, size_t len, json_t *errors)
+{
+	json_error_t jerr;
+	json_t *root = json_loadb(body ? body : "", len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!root) {
+		char msg[256];
+		snprintf(msg, sizeof(msg), "malformed JSON at line %d column %d: %s", jerr.line, jerr.column,
+			 jerr.text);
+		/* jansson quotes the offending bytes, which may be invalid UTF-8 */
+		for (char *c = msg; *c; c++)
+			if ((unsigned char)*c >= 0x80 || (unsigned char)*c < 0x20)
+				*c = '?';
+		add_error(errors, "", msg);
+		return NULL;
+	}
+	if (!json_is_object(root)) {
+		add_error(errors, "", "the body must be a JSON object");
+		json_decref(root);
+		return NULL;
+	}
+	return root;
+}
+
+/*
+ * Copy the string member `key` of obj into buf when it has min..max
+ * characters. Returns false (and records an error under field) otherwise.
+ */
+static bool get_string(json_t *obj, const char *key, const char *field, size_t min, size_t max, char *buf,
+		       size_t buflen, json_t *errors)
+{
+	char msg[96];
+	json_t *v = json_object_get(obj, key);
+	if (!v) {
+		add_error(errors, field, "is required");
+		return false;
+	}
+	if (!json_is_string(v)) {
+		add_error(errors, field, "must be a string");
+		return false;
+	}
+	const char *s = json_string_value(v);
+	size_t chars = utf8_chars(s);
+	size_t bytes = json_string_length(v);
+	if (chars < min || chars > max || bytes >= buflen || strlen(s) != bytes) {
+		snprintf(msg, sizeof(msg), "must be %zu to %zu characters", min, max);
+		add_error(errors, field, msg);
+		return false;
+	}
+	memcpy(buf, s, bytes + 1);
+	return true;
+}
+
+/* The integer member `key` of obj within min..max, or record an error. */
+static bool get_integer(json_t *obj, const char *key, const char *field, long long min, long long max,
+			long long *out, json_t *errors)
+{
+	char msg[96];
+	json_t *v = json_object_get(obj, key);
+	if (!v) {
+		add_error(errors, field, "is required");
+		return false;
+	}
+	if (!json_is_integer(v)) {
+		add_error(errors, field, "must be an integer");
+		return false;
+	}
+	long long n = json_integer_value(v);
+	if (n < min || n > max) {
+		snprintf(msg, sizeof(msg), "must be between %lld and %lld", min, max);
+		add_error(errors, field, msg);
+		return false;
+	}
+	*out = n;
+	return true;
+}
+
+static int compare_items(const void *a, const void *b)
+{
+	return strcmp(((const struct checkout_item *)a)->sku, ((const struct checkout_item *)b)->sku);
+}
+
+static bool valid_email(const char *email)
+{
+	const char *at = strchr(email, '@');
+	if (!at || strchr(at + 1, '@') || at == email || at[1] == '\0')
+		return false;
+	for (const unsigned char *p = (const unsigned char *)email; *p; p++)
+		if (*p <= ' ' || *p == 0x7f)
+			return false;
+	return true;
+}
+
+bool validate_checkout(const char *body, size_t len, struct checkout_request *out, json_t **errors)
+{
+	json_t *errs = json_array();
+	json_t *root = NULL;
+	char field[64];
+
+	memset(out, 0, sizeof(*out));
+	if (!errs)
+		return false;
+	root = parse_object(body, len, errs);
+	if (!root)
+		goto out;
+
+	get_string(root, "customer_id", "customer_id", 1, VALIDATE_MAX_ID_CHARS, out->customer_id,
+		   sizeof(out->customer_id), errs);
+	if (get_string(root, "email", "email", 3, VALIDATE_MAX_EMAIL_CHARS, out->email, sizeof(out->email),
+		       errs) &&
+	    !valid_email(out->email))
+		add_error(errs, "email",
+			  "must contain exactly one \"@\" between non-empty parts, without spaces");
+
+	json_t *items = json_object_get(root, "items");
+	if (!items) {
+		add_error(errs, "items", "is required");
+		goto out;
+	}
+	if (!json_is_array(items)) {
+		add_error(errs, "items", "must be an array");
+		goto out;
+	}
+	size_t n = json_array_size(items);
+	if (n < 1 || n > VALIDATE_MAX_ITEMS) {
+		add_error(errs, "items", "must have 1 to 100 items");
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		json_t *item = json_array_get(items, i);
+		struct checkout_item *it = &out->items[i];
+		long long q = 0;
+		if (!json_is_object(item)) {
+			snprintf(field, sizeof(field), "items[%zu]", i);
+			add_error(errs, field, "must be an object");
+			continue;
+		}
+		snprintf(field, sizeof(field), "items[%zu].sku", i);
+		get_string(item, "sku", field, 1, VALIDATE_MAX_ID_CHARS, it->sku, sizeof(it->sku), errs);
+		snprintf(field, sizeof(field), "items[%zu].quantity", i);
+		if (get_integer(item, "quantity", field, 1, VALIDATE_MAX_QUANTITY, &q, errs))
+			it->quantity = (int)q;
+	}
+	if (json_array_size(errs))
+		goto out;
+
+	/* sort, then fold the same sku into one line */
+	qsort(out->items, n, sizeof(out->items[0]), compare_items);
+	size_t w = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (w > 0 && !strcmp(out->items[w - 1].sku, out->items[i].sku))
+			out->items[w - 1].quantity += out->items[i].quantity;
+		else
+			out->items[w++] = out->items[i];
+	}
+	out->n_items = w;
+out:
+	json_decref(root);
+	if (json_array_size(errs) || !root) {
+		*errors = errs;
+		return false;
+	}
+	json_decref(errs);
+	*errors = NULL;
+	return true;
+}
+
+char *validate_canonical(const struct checkout_request *req)
+{
+	json_t *items = json_array();
+	for (size_t i = 0; items && i < req->n_items; i++)
+		json_array_append_new(items, json_pack("{s:s, s:i}", "sku", req->items[i].sku, "quantity",
+						       req->items[i].quantity));
+	json_t *root = json_pack("{s:s, s:s, s:o}", "customer_id", req->customer_id, "email", req->email,
+				 "items", items);
+	if (!root)
+		return NULL;
+	char *text = json_dumps(root, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(root);
+	return text;
+}
+
+bool validate_product(const char *body, size_t len, struct product_input *out, json_t **errors)
+{
+	json_t *errs = json_array();
+	json_t *root = NULL;
+
+	memset(out, 0, sizeof(*out));
+	if (!errs)
+		return false;
+	root = parse_object(body, len, errs);
+	if (!root)
+		goto out;
+	get_string(root, "name", "name", 1, VALIDATE_MAX_NAME_CHARS, out->name, sizeof(out->name), errs);
+	get_integer(root, "price_cents", "price_cents", 0, VALIDATE_MAX_PRICE_CENTS, &out->price_cents, errs);
+	get_integer(root, "stock", "stock", 0, VALIDATE_MAX_STOCK, &out->stock, errs);
+	json_t *group = json_object_get(root, "limit_group");
+	if (group && !json_is_null(group))
+		out->has_limit_group =
+		    get_string(root, "limit_group", "limit_group", 1, VALIDATE_MAX_ID_CHARS, out->limit_group,
+			       sizeof(out->limit_group), errs);
+out:
+	json_decref(root);
+	if (json_array_size(errs) || !root) {
+		*errors = errs;
+		return false;
+	}
+	json_decref(errs);
+	*errors = NULL;
+	return true;
+}
+
+bool validate_limit(const char *body, size_t len, int *per_customer, json_t **errors)
+{
+	json_t *errs = json_array();
+	json_t *root = NULL;
+	long long n = 0;
+
+	*per_customer = 0;
+	if (!errs)
+		return false;
+	root = parse_object(body, len, errs);
+	if (root && get_integer(root, "per_customer", "per_customer", 1, 1000000000, &n, errs))
+		*per_customer = (int)n;
+	json_decref(root);
+	if (json_array_size(errs) || !root) {
+		*errors = errs;
+		return false;
+	}
+	json_decref(errs);
+	*errors = NULL;
+	return true;
+}
+
+/* True if s is well-formed UTF-8 without control characters. */
+static bool utf8_valid(const unsigned char *s)
+{
+	while (*s) {
+		int extra;
+		unsigned cp;
+		if (*s < 0x80) {
+			if (*s < 0x20 || *s == 0x7f)
+				return false;
+			s++;
+			continue;
+		} else if ((*s & 0xE0) == 0xC0) {
+			extra = 1;
+			cp = *s & 0x1F;
+		} else if ((*s & 0xF0) == 0xE0) {
+			extra = 2;
+			cp = *s & 0x0F;
+		} else if ((*s & 0xF8) == 0xF0) {
+			extra = 3;
+			cp = *s & 0x07;
+		} else {
+			return false;
+		}
+		s++;
+		for (int i = 0; i < extra; i++, s++) {
+			if ((*s & 0xC0) != 0x80)
+				return false;
+			cp = (cp << 6) | (*s & 0x3F);
+		}
+		/* overlong forms, surrogates, beyond U+10FFFF */
+		if ((extra == 1 && cp < 0x80) || (extra == 2 && cp < 0x800) || (extra == 3 && cp < 0x10000) ||
+		    (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF)
+			return false;
+	}
+	return true;
+}
+
+bool validate_identifier(const char *s)
+{
+	if (!s || !*s || strlen(s) >= VALIDATE_ID_BUF || !utf8_valid((const unsigned char *)s))
+		return false;
+	return utf8_chars(s) <= VALIDATE_MAX_ID_CHARS;
+}
+
+bool validate_idempotency_key(const char *key)
+{
+	size_t n = key ? strlen(key) : 0;
+	if (n < 1 || n > VALIDATE_MAX_KEY_LEN)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (key[i] < 0x21 || key[i] > 0x7e)
+			return false;
+	return true;
+}
+
+bool validate_uuid(const char *s)
+{
+	static const char pattern[] = "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx";
+	if (!s || strlen(s) != sizeof(pattern) - 1)
+		return false;
+	for (size_t i = 0; pattern[i]; i++) {
+		char c = s[i];
+		bool hex = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+		if (pattern[i] == '-' ? c != '-' : !hex)
+			return false;
+	}
+	return true;
+}

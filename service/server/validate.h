@@ -1,0 +1,81 @@
+/* validate.h - parse and check request bodies into C structs.
+ *
+ * Pure functions (no I/O, no globals): the HTTP handlers and the fuzz target
+ * use the same code. Problems are reported as a JSON array of
+ * {"field": "items[2].quantity", "message": "..."} objects, the "errors"
+ * member of a 400 problem.
+ */
+#ifndef CHECKOUT_SERVER_VALIDATE_H
+#define CHECKOUT_SERVER_VALIDATE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#define VALIDATE_MAX_BODY (64 * 1024)
+#define VALIDATE_MAX_ITEMS 100
+#define VALIDATE_MAX_QUANTITY 1000
+#define VALIDATE_MAX_ID_CHARS 64
+#define VALIDATE_MAX_EMAIL_CHARS 254
+#define VALIDATE_MAX_NAME_CHARS 200
+#define VALIDATE_MAX_PRICE_CENTS 1000000000LL
+#define VALIDATE_MAX_STOCK 1000000000LL
+#define VALIDATE_MAX_KEY_LEN 255
+
+/* Room for the longest allowed string in UTF-8 (4 bytes a character) and a NUL. */
+#define VALIDATE_ID_BUF (VALIDATE_MAX_ID_CHARS * 4 + 1)
+
+struct checkout_item {
+	char sku[VALIDATE_ID_BUF];
+	int quantity; /* 1..VALIDATE_MAX_QUANTITY each; summed duplicates may be larger */
+};
+
+/* A valid cart: items sorted by sku, each sku once (duplicates summed). */
+struct checkout_request {
+	char customer_id[VALIDATE_ID_BUF];
+	char email[VALIDATE_MAX_EMAIL_CHARS * 4 + 1];
+	size_t n_items;
+	struct checkout_item items[VALIDATE_MAX_ITEMS];
+};
+
+struct product_input {
+	char name[VALIDATE_MAX_NAME_CHARS * 4 + 1];
+	long long price_cents;
+	long long stock;
+	bool has_limit_group;
+	char limit_group[VALIDATE_ID_BUF];
+};
+
+/*
+ * Parse a POST /v1/checkout body of len bytes into out. Returns true when it
+ * is valid; otherwise false and *errors is a new array of problems (the
+ * caller decrefs it). On success *errors is NULL.
+ */
+bool validate_checkout(const char *body, size_t len, struct checkout_request *out, json_t **errors)
+    __attribute__((warn_unused_result));
+
+/*
+ * The canonical text of a valid cart (compact JSON, items in sku order),
+ * so two bodies that ask for the same thing compare equal. Returns a
+ * malloc'd string, or NULL when out of memory.
+ */
+char *validate_canonical(const struct checkout_request *req) __attribute__((warn_unused_result));
+
+/* Parse a PUT /v1/products/{sku} body; see validate_checkout for results. */
+bool validate_product(const char *body, size_t len, struct product_input *out, json_t **errors)
+    __attribute__((warn_unused_result));
+
+/* Parse a PUT /v1/limits/{group} body into *per_customer; see validate_checkout. */
+bool validate_limit(const char *body, size_t len, int *per_customer, json_t **errors)
+    __attribute__((warn_unused_result));
+
+/* True if s is a valid path identifier (sku or group name): UTF-8, 1..64 characters. */
+bool validate_identifier(const char *s);
+
+/* True if key is a valid Idempotency-Key: 1..255 visible ASCII characters. */
+bool validate_idempotency_key(const char *key);
+
+/* True if s is a UUID in the canonical 8-4-4-4-12 hex form. */
+bool validate_uuid(const char *s);
+
+#endif
