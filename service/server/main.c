@@ -11,6 +11,7 @@
 #include "checkout.h"
 #include "checkout/config.h"
 #include "checkout/db.h"
+#include "checkout/hotqueue.h"
 #include "checkout/log.h"
 #include "http.h"
 #include "idempotency.h"
@@ -71,14 +72,19 @@ int main(int argc, char **argv)
 		log_error("out of memory");
 		goto out;
 	}
+	if (cfg.hot_sku_queue && !(srv.hotq = hotqueue_create())) {
+		log_error("out of memory");
+		goto out;
+	}
 	start_housekeeping(srv.pool);
 	daemon = http_start(&srv, err, sizeof(err));
 	if (!daemon) {
 		log_error("%s", err);
 		goto out;
 	}
-	log_info("listening on %s:%d, isolation %s, database pool of %d, max retries %d", cfg.listen_host,
-		 cfg.listen_port, config_isolation_sql(cfg.isolation), cfg.db_pool_size, cfg.max_retries);
+	log_info("listening on %s:%d, isolation %s, database pool of %d, max retries %d, hot-SKU queue %s",
+		 cfg.listen_host, cfg.listen_port, config_isolation_sql(cfg.isolation), cfg.db_pool_size,
+		 cfg.max_retries, srv.hotq ? "on" : "off");
 
 	int sig = 0;
 	sigwait(&stop, &sig);
@@ -87,6 +93,7 @@ int main(int argc, char **argv)
 out:
 	http_stop(daemon);
 	db_pool_destroy(srv.pool);
+	hotqueue_destroy(srv.hotq);
 	config_free(&cfg);
 	return status;
 }
