@@ -55,6 +55,10 @@ int main(int argc, char **argv)
 		log_warn("!!! ISOLATION=%s: checkouts are NOT safe; this level exists only to demonstrate "
 			 "anomalies (oversold stock, broken purchase limits) !!!",
 			 config_isolation_sql(cfg.isolation));
+	if (cfg.isolation != ISOLATION_SERIALIZABLE && cfg.hot_sku_queue)
+		log_warn("HOT_SKU_QUEUE is on: checkouts of one SKU take turns in this process, which hides "
+			 "the anomalies of ISOLATION=%s; run the demonstration with HOT_SKU_QUEUE=false",
+			 config_isolation_sql(cfg.isolation));
 	if (cfg.race_pause_ms > 0)
 		log_warn("RACE_PAUSE_MS=%d: every checkout pauses between its read and its write",
 			 cfg.race_pause_ms);
