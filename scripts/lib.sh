@@ -27,12 +27,11 @@ deps_install() {
 	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 }
 
-# build DIR [cmake args...]: configure once, then build everything.
+# build DIR [cmake args...]: configure (always: programs and test folders are
+# discovered at configure time), then build everything.
 build() {
 	local dir=$1; shift
-	if [ ! -f "$ROOT/$dir/CMakeCache.txt" ]; then
-		cmake -S "$ROOT" -B "$ROOT/$dir" "$@" >/dev/null
-	fi
+	cmake -S "$ROOT" -B "$ROOT/$dir" "$@" >/dev/null
 	cmake --build "$ROOT/$dir" -j"$(nproc)"
 }
 
