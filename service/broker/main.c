@@ -4,7 +4,10 @@
  * every message in memory: stopping it loses the topic. It prints its
  * bootstrap address as "bootstrap.servers=HOST:PORT" on stdout (and into
  * --bootstrap-file when given). SIGUSR1 takes every broker down, SIGUSR2
- * brings them back: the tests use this to simulate an outage.
+ * brings them back: the tests use this to simulate an outage. SIGHUP toggles
+ * a 3 s round-trip delay on every broker (a slow broker: requests are
+ * applied at once, responses arrive late), which lets the relay's tests
+ * kill it while a batch is produced but not yet acknowledged.
  */
 #include <errno.h>
 #include <signal.h>
@@ -23,6 +26,9 @@
 static volatile sig_atomic_t stop_requested;
 static volatile sig_atomic_t want_down;
 static volatile sig_atomic_t want_up;
+static volatile sig_atomic_t want_slow_toggle;
+
+#define SLOW_RTT_MS 3000
 
 static void on_signal(int sig)
 {
@@ -30,6 +36,8 @@ static void on_signal(int sig)
 		want_down = 1;
 	else if (sig == SIGUSR2)
 		want_up = 1;
+	else if (sig == SIGHUP)
+		want_slow_toggle = 1;
 	else
 		stop_requested = 1;
 }
@@ -104,7 +112,9 @@ int main(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGUSR1, &sa, NULL);
 	sigaction(SIGUSR2, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
 
+	bool slow = false;
 	while (!stop_requested) {
 		if (want_down) {
 			want_down = 0;
@@ -115,6 +125,16 @@ int main(int argc, char **argv)
 			want_up = 0;
 			rd_kafka_mock_broker_set_up(mcluster, -1);
 			log_info("all brokers are up again");
+		}
+		if (want_slow_toggle) {
+			want_slow_toggle = 0;
+			slow = !slow;
+			rd_kafka_mock_broker_set_rtt(mcluster, -1, slow ? SLOW_RTT_MS : 0);
+			if (slow)
+				log_warn("brokers are slow: %d ms round trip (SIGHUP again to undo)",
+					 SLOW_RTT_MS);
+			else
+				log_info("brokers are fast again");
 		}
 		usleep(50 * 1000);
 	}

@@ -1,0 +1,461 @@
+/* checkout-relay: turn committed outbox rows into messages on the orders topic.
+ *
+ * One round = one transaction: claim up to --batch-size pending rows with
+ * FOR UPDATE SKIP LOCKED, produce them all asynchronously to an idempotent
+ * producer, wait for every delivery report, mark the delivered rows by id,
+ * COMMIT. A row is marked only after the broker acknowledged it, so a crash,
+ * a broker or a database outage can cause a duplicate (same ce_id), never a
+ * loss. Holding the row locks while producing keeps several relays from
+ * publishing the same row. There is no "last published id" cursor: a row
+ * whose transaction commits late (lower id, later commit) is simply found
+ * pending by the next round.
+ *
+ * When idle it polls with an adaptive sleep (1 ms doubling up to --poll-ms),
+ * not LISTEN/NOTIFY. Measured on the 2-core dev box (noisy): NOTIFY wakes a
+ * listener in ~1.4 ms (max 4.6 ms), polling at --poll-ms 100 in ~42 ms (max
+ * ~100 ms); but NOTIFY takes a global lock at commit, and 8 clients
+ * committing insert+NOTIFY ran at ~4,200 tps against ~5,200 tps for the
+ * insert alone (pgbench, 10 s runs, ranges overlap). Polling costs the
+ * checkout nothing, needs no cooperation from the server, and an idle poll
+ * is one index probe; --poll-ms trades latency for idle queries.
+ * Every 10 s (when something changed) it logs one line with the published
+ * count and rate, pending rows and the age of the oldest pending row; with
+ * --metrics-listen the same numbers are served as Prometheus text (refreshed
+ * every second), like the server's /metrics.
+ * Published rows older than --retention-hours are pruned every minute.
+ *
+ * --replay [--since TIME] republishes already-published rows (same ce_id),
+ * prints "replayed N events" and exits.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "checkout/config.h"
+#include "checkout/db.h"
+#include "checkout/log.h"
+#include "metrics.h"
+#include "outbox.h"
+#include "publisher.h"
+
+#define STATS_EVERY_MS 10000
+#define METRICS_EVERY_MS 1000
+#define PRUNE_EVERY_MS 60000
+#define PRUNE_BATCH 1000
+#define PRUNE_ROUNDS 10
+#define BACKOFF_MAX_MS 5000
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	stop_requested = 1;
+}
+
+struct relay {
+	const struct config *cfg;
+	PGconn *conn;
+	struct publisher *pub;
+	bool db_down;		       /* "database unreachable" was logged */
+	bool broker_down;	       /* "broker unreachable" was logged */
+	struct relay_metrics *metrics; /* NULL without --metrics-listen */
+	unsigned long published;
+	unsigned long failed; /* messages whose delivery report was an error */
+	unsigned long published_at_stats;
+	long long stats_ms;
+	long long metrics_ms;
+	long long prune_ms;
+	bool *delivered;
+	int delivered_cap;
+};
+
+static const struct db_stmt *const relay_stmts[] = {outbox_stmts, NULL};
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Sleep up to ms, returning early when a stop was requested. */
+static void nap_ms(int ms)
+{
+	long long end = now_ms() + ms;
+	while (!stop_requested) {
+		long long left = end - now_ms();
+		if (left <= 0)
+			break;
+		if (left > 50)
+			left = 50;
+		struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)left * 1000000L};
+		nanosleep(&ts, NULL);
+	}
+}
+
+/* Make sure r->conn is usable; logs the outage once and the recovery once. */
+static bool relay_db_ensure(struct relay *r)
+{
+	char err[512];
+	if (r->conn && PQstatus(r->conn) == CONNECTION_OK)
+		return true;
+	PQfinish(r->conn);
+	r->conn = db_connect(r->cfg->database_url, relay_stmts, err, sizeof(err));
+	/* synchronous_commit off: a "published" mark lost in a database crash only means the row
+	 * is sent again (same ce_id), never lost; it saves a WAL flush per batch.
+	 * idle_in_transaction_session_timeout: a relay that hangs while holding a batch (stopped,
+	 * swapped out) loses its session, so its row locks pass to the other relays. A healthy
+	 * relay is idle in its transaction at most the delivery timeout (13 s). */
+	if (r->conn && !db_command(r->conn,
+				   "SET application_name = 'checkout-relay';"
+				   " SET synchronous_commit = off;"
+				   " SET idle_in_transaction_session_timeout = '60s'",
+				   err, sizeof(err))) {
+		PQfinish(r->conn);
+		r->conn = NULL;
+	}
+	if (!r->conn) {
+		if (!r->db_down)
+			log_warn("database unreachable (%s); retrying", err);
+		r->db_down = true;
+		return false;
+	}
+	if (r->db_down)
+		log_info("database reachable again");
+	r->db_down = false;
+	return true;
+}
+
+/* After a failed statement: drop a broken connection, or roll back the transaction. */
+static void relay_db_failed(struct relay *r, const char *err)
+{
+	if (PQstatus(r->conn) == CONNECTION_BAD) {
+		if (!r->db_down)
+			log_warn("database connection lost (%s); reconnecting", err);
+		r->db_down = true;
+		PQfinish(r->conn);
+		r->conn = NULL;
+		return;
+	}
+	log_error("%s", err);
+	char ignored[128];
+	if (!db_command(r->conn, "ROLLBACK", ignored, sizeof(ignored))) {
+		PQfinish(r->conn);
+		r->conn = NULL;
+	}
+}
+
+static bool relay_reserve(struct relay *r, int n)
+{
+	if (n <= r->delivered_cap)
+		return true;
+	bool *d = realloc(r->delivered, (size_t)n * sizeof(*d));
+	if (!d)
+		return false;
+	r->delivered = d;
+	r->delivered_cap = n;
+	return true;
+}
+
+static void relay_replace_producer_if_fatal(struct relay *r)
+{
+	if (!publisher_fatal(r->pub))
+		return;
+	log_error("the Kafka producer hit a fatal error; creating a new one");
+	publisher_free(r->pub);
+	r->pub = publisher_new(r->cfg);
+}
+
+enum round_result { ROUND_ERROR = -1 };
+
+/*
+ * One claim-produce-mark transaction. Returns the number of rows claimed
+ * (0 when idle), or ROUND_ERROR when the database or the broker failed (the
+ * rows stay pending).
+ */
+static int relay_round(struct relay *r)
+{
+	struct outbox_batch batch = {0};
+	char err[512];
+	int result = ROUND_ERROR;
+	long long t0 = now_ms();
+
+	if (!r->pub) {
+		r->pub = publisher_new(r->cfg);
+		if (!r->pub)
+			return ROUND_ERROR;
+	}
+	if (!db_command(r->conn, "BEGIN", err, sizeof(err)) ||
+	    !outbox_claim(r->conn, r->cfg->relay_batch, &batch, err, sizeof(err))) {
+		relay_db_failed(r, err);
+		goto out;
+	}
+	if (batch.n == 0) {
+		if (!db_command(r->conn, "COMMIT", err, sizeof(err)))
+			relay_db_failed(r, err);
+		else
+			result = 0;
+		goto out;
+	}
+	if (!relay_reserve(r, batch.n)) {
+		snprintf(err, sizeof(err), "out of memory for a batch of %d", batch.n);
+		relay_db_failed(r, err);
+		goto out;
+	}
+	log_debug("claimed %d rows (ids %lld..%lld), producing", batch.n, batch.rows[0].id,
+		  batch.rows[batch.n - 1].id);
+	long long t1 = now_ms();
+	int delivered = publisher_send(r->pub, &batch, r->delivered, err, sizeof(err));
+	long long t2 = now_ms();
+	char mark_err[512];
+	long marked = 0;
+	if (!outbox_mark_published(r->conn, &batch, r->delivered, &marked, mark_err, sizeof(mark_err)) ||
+	    !db_command(r->conn, "COMMIT", mark_err, sizeof(mark_err))) {
+		char why[700];
+		snprintf(why, sizeof(why),
+			 "%d rows were delivered but not marked (%s); they will be sent again", delivered,
+			 mark_err);
+		relay_db_failed(r, why);
+		goto out;
+	}
+	r->published += (unsigned long)marked;
+	r->failed += (unsigned long)(batch.n - delivered);
+	log_debug("batch of %d: claim %lld ms, delivery %lld ms, mark+commit %lld ms", batch.n, t1 - t0,
+		  t2 - t1, now_ms() - t2);
+	if (delivered < batch.n) {
+		if (!r->broker_down) {
+			long pending = 0;
+			double oldest = 0;
+			char ignored[256];
+			if (!outbox_stats(r->conn, &pending, &oldest, ignored, sizeof(ignored)))
+				pending = batch.n - delivered;
+			rd_kafka_resp_err_t e = publisher_last_error(r->pub);
+			bool unreachable =
+			    e == RD_KAFKA_RESP_ERR__MSG_TIMED_OUT || e == RD_KAFKA_RESP_ERR__TIMED_OUT ||
+			    e == RD_KAFKA_RESP_ERR__TRANSPORT || e == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN;
+			log_warn("%s (%s), %ld rows pending; retrying",
+				 unreachable ? "broker unreachable" : "broker refused messages", err,
+				 pending);
+		}
+		r->broker_down = true;
+		relay_replace_producer_if_fatal(r);
+		goto out;
+	}
+	if (r->broker_down)
+		log_info("broker reachable again, published %d", delivered);
+	r->broker_down = false;
+	result = batch.n;
+out:
+	outbox_batch_clear(&batch);
+	return result;
+}
+
+/* Refresh the metrics every second (when served) and log a line every 10 s (when something changed). */
+static void relay_stats(struct relay *r, bool force)
+{
+	long long now = now_ms();
+	bool log_due = force || now - r->stats_ms >= STATS_EVERY_MS;
+	bool metrics_due = r->metrics && now - r->metrics_ms >= METRICS_EVERY_MS;
+	if (!log_due && !metrics_due)
+		return;
+	long pending = 0;
+	double oldest = 0;
+	char err[512];
+	if (!outbox_stats(r->conn, &pending, &oldest, err, sizeof(err))) {
+		relay_db_failed(r, err);
+		return;
+	}
+	r->metrics_ms = now;
+	relay_metrics_set(r->metrics, r->published, r->failed, pending, oldest);
+	if (!log_due)
+		return;
+	unsigned long delta = r->published - r->published_at_stats;
+	double secs = (double)(now - r->stats_ms) / 1000.0;
+	if (force || delta > 0 || pending > 0)
+		log_info("published %lu (%.1f/s), pending %ld, oldest pending %.1f s", r->published,
+			 secs > 0 ? (double)delta / secs : 0.0, pending, oldest);
+	r->stats_ms = now;
+	r->published_at_stats = r->published;
+}
+
+static void relay_prune(struct relay *r)
+{
+	long long now = now_ms();
+	if (r->prune_ms && now - r->prune_ms < PRUNE_EVERY_MS)
+		return;
+	r->prune_ms = now;
+	long total = 0, deleted = 0;
+	char err[512];
+	/* bounded: a huge backlog of old rows is pruned over several minutes, not in one go */
+	for (int i = 0; i < PRUNE_ROUNDS; i++) {
+		if (!outbox_prune(r->conn, r->cfg->retention_hours, PRUNE_BATCH, &deleted, err,
+				  sizeof(err))) {
+			relay_db_failed(r, err);
+			break;
+		}
+		total += deleted;
+		if (deleted < PRUNE_BATCH)
+			break;
+	}
+	if (total > 0)
+		log_info("pruned %ld published rows older than %d h", total, r->cfg->retention_hours);
+}
+
+static int relay_run(struct relay *r)
+{
+	int idle_ms = 0, backoff_ms = 0;
+	r->stats_ms = now_ms();
+	if (*r->cfg->metrics_listen) {
+		char err[256];
+		r->metrics = relay_metrics_start(r->cfg->metrics_listen, err, sizeof(err));
+		if (!r->metrics) {
+			log_error("%s", err);
+			return EXIT_FAILURE;
+		}
+		log_info("metrics on http://%s/metrics", r->cfg->metrics_listen);
+	}
+	log_info("relaying outbox rows to topic %s (batch %d, idle poll up to %d ms)", r->cfg->orders_topic,
+		 r->cfg->relay_batch, r->cfg->relay_poll_ms);
+	while (!stop_requested) {
+		if (!relay_db_ensure(r)) {
+			backoff_ms = backoff_ms
+					 ? (backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff_ms * 2)
+					 : 100;
+			nap_ms(backoff_ms);
+			continue;
+		}
+		relay_prune(r);
+		if (r->conn)
+			relay_stats(r, false);
+		if (!r->conn)
+			continue;
+		int n = relay_round(r);
+		if (n == ROUND_ERROR) {
+			backoff_ms = backoff_ms
+					 ? (backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff_ms * 2)
+					 : 250;
+			nap_ms(backoff_ms);
+		} else if (n == 0) {
+			backoff_ms = 0;
+			/* idle: 1 ms, 2 ms, 4 ms ... up to --poll-ms; any work resets it */
+			idle_ms = idle_ms ? idle_ms * 2 : 1;
+			if (idle_ms > r->cfg->relay_poll_ms)
+				idle_ms = r->cfg->relay_poll_ms;
+			nap_ms(idle_ms);
+		} else {
+			backoff_ms = 0;
+			idle_ms = 0;
+		}
+	}
+	if (r->conn)
+		relay_stats(r, true);
+	log_info("stopping after publishing %lu events", r->published);
+	return EXIT_SUCCESS;
+}
+
+/* --replay: republish published rows in id order; every row must be delivered. */
+static int relay_replay(struct relay *r)
+{
+	char err[512];
+	long long after = 0;
+	unsigned long total = 0;
+	struct outbox_batch page = {0};
+	struct outbox_row *retry = NULL;
+	int status = EXIT_FAILURE;
+
+	r->conn = db_connect(r->cfg->database_url, relay_stmts, err, sizeof(err));
+	r->pub = publisher_new(r->cfg);
+	if (!r->conn || !r->pub) {
+		log_error("cannot replay: %s", r->conn ? "no Kafka producer" : err);
+		goto out;
+	}
+	while (!stop_requested) {
+		outbox_batch_clear(&page);
+		if (!outbox_published_page(r->conn, r->cfg->since, after, r->cfg->relay_batch, &page, err,
+					   sizeof(err))) {
+			log_error("%s", err);
+			goto out;
+		}
+		if (page.n == 0)
+			break;
+		retry = realloc(retry, (size_t)page.n * sizeof(*retry));
+		if (!retry || !relay_reserve(r, page.n)) {
+			log_error("out of memory for a page of %d", page.n);
+			goto out;
+		}
+		struct outbox_batch todo = {.res = NULL, .n = page.n, .rows = retry};
+		memcpy(retry, page.rows, (size_t)page.n * sizeof(*retry));
+		bool warned = false;
+		while (todo.n > 0 && !stop_requested) {
+			int ok = publisher_send(r->pub, &todo, r->delivered, err, sizeof(err));
+			total += (unsigned long)ok;
+			int left = 0;
+			for (int i = 0; i < todo.n; i++)
+				if (!r->delivered[i])
+					retry[left++] = todo.rows[i];
+			todo.n = left;
+			if (left > 0) {
+				if (!warned)
+					log_warn("replay: %s; retrying", err);
+				warned = true;
+				relay_replace_producer_if_fatal(r);
+				if (!r->pub)
+					goto out;
+				nap_ms(1000);
+			}
+		}
+		if (todo.n > 0)
+			goto out;
+		after = page.rows[page.n - 1].id;
+	}
+	if (stop_requested) {
+		log_warn("replay interrupted after %lu events", total);
+		goto out;
+	}
+	log_info("replayed %lu events%s%s", total, *r->cfg->since ? " created since " : "", r->cfg->since);
+	printf("replayed %lu events\n", total);
+	status = EXIT_SUCCESS;
+out:
+	outbox_batch_clear(&page);
+	free(retry);
+	return status;
+}
+
+int main(int argc, char **argv)
+{
+	struct config cfg;
+	struct relay r = {0};
+	int status = EXIT_FAILURE;
+
+	enum config_result cr = config_load(&cfg, CONFIG_RELAY, "relay", argc, argv);
+	if (cr != CONFIG_OK) {
+		status = cr == CONFIG_EXIT_OK ? EXIT_SUCCESS : EXIT_FAILURE;
+		goto out;
+	}
+	log_init(cfg.program, cfg.log_level, cfg.log_format);
+	if (*cfg.since && !cfg.replay) {
+		log_error("--since only makes sense with --replay");
+		goto out;
+	}
+	r.cfg = &cfg;
+
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal; /* no SA_RESTART: a sleep ends at once */
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+
+	status = cfg.replay ? relay_replay(&r) : relay_run(&r);
+out:
+	publisher_free(r.pub);
+	relay_metrics_stop(r.metrics);
+	PQfinish(r.conn);
+	free(r.delivered);
+	config_free(&cfg);
+	return status;
+}

@@ -1,0 +1,179 @@
+/* outbox.c - the relay's SQL (see outbox.h). */
+#include "outbox.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ROW_COLUMNS                                                                                          \
+	"id, event_id::text, event_type, aggregate_id::text, payload::text, "                                \
+	"to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+
+const struct db_stmt outbox_stmts[] = {
+    /* the partial index outbox_pending serves ORDER BY id; SKIP LOCKED lets relays share the work */
+    {"outbox_claim", "SELECT " ROW_COLUMNS " FROM outbox WHERE published_at IS NULL"
+		     " ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED"},
+    {"outbox_mark", "UPDATE outbox SET published_at = now()"
+		    " WHERE id = ANY($1::bigint[]) AND published_at IS NULL"},
+    /* an id cursor is right here: published rows no longer change */
+    {"outbox_published_page", "SELECT " ROW_COLUMNS " FROM outbox WHERE published_at IS NOT NULL"
+			      " AND created_at >= COALESCE(NULLIF($1, '')::timestamptz, '-infinity')"
+			      " AND id > $2 ORDER BY id LIMIT $3"},
+    {"outbox_prune", "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox"
+		     " WHERE published_at < now() - make_interval(hours => $1::int)"
+		     " ORDER BY published_at LIMIT $2)"},
+    {"outbox_stats", "SELECT count(*), COALESCE(EXTRACT(epoch FROM now() - min(created_at)), 0)::float8"
+		     " FROM outbox WHERE published_at IS NULL"},
+    {NULL, NULL},
+};
+
+static void copy_err(char *err, size_t errlen, const char *what, const PGresult *res, PGconn *conn)
+{
+	const char *msg = res ? PQresultErrorMessage(res) : "";
+	if (!*msg)
+		msg = PQerrorMessage(conn);
+	snprintf(err, errlen, "%s: %.*s", what, (int)strcspn(msg, "\n"), msg);
+}
+
+void outbox_batch_clear(struct outbox_batch *batch)
+{
+	if (!batch)
+		return;
+	free(batch->rows);
+	PQclear(batch->res);
+	batch->rows = NULL;
+	batch->res = NULL;
+	batch->n = 0;
+}
+
+/* Take ownership of res (rows of ROW_COLUMNS) into batch. */
+static bool batch_fill(struct outbox_batch *batch, PGresult *res, char *err, size_t errlen)
+{
+	int n = PQntuples(res);
+	batch->res = res;
+	batch->n = 0;
+	batch->rows = NULL;
+	if (n == 0)
+		return true;
+	batch->rows = calloc((size_t)n, sizeof(*batch->rows));
+	if (!batch->rows) {
+		snprintf(err, errlen, "out of memory for %d rows", n);
+		return false;
+	}
+	for (int i = 0; i < n; i++) {
+		struct outbox_row *r = &batch->rows[i];
+		r->id = strtoll(PQgetvalue(res, i, 0), NULL, 10);
+		r->event_id = PQgetvalue(res, i, 1);
+		r->event_type = PQgetvalue(res, i, 2);
+		r->aggregate_id = PQgetvalue(res, i, 3);
+		r->payload = PQgetvalue(res, i, 4);
+		r->payload_len = PQgetlength(res, i, 4);
+		r->created_at = PQgetvalue(res, i, 5);
+	}
+	batch->n = n;
+	return true;
+}
+
+bool outbox_claim(PGconn *conn, int limit, struct outbox_batch *batch, char *err, size_t errlen)
+{
+	char lim[16];
+	snprintf(lim, sizeof(lim), "%d", limit);
+	const char *params[] = {lim};
+	memset(batch, 0, sizeof(*batch));
+	PGresult *res = PQexecPrepared(conn, "outbox_claim", 1, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		copy_err(err, errlen, "claiming outbox rows", res, conn);
+		PQclear(res);
+		return false;
+	}
+	return batch_fill(batch, res, err, errlen);
+}
+
+bool outbox_published_page(PGconn *conn, const char *since, long long after_id, int limit,
+			   struct outbox_batch *batch, char *err, size_t errlen)
+{
+	char after[24], lim[16];
+	snprintf(after, sizeof(after), "%lld", after_id);
+	snprintf(lim, sizeof(lim), "%d", limit);
+	const char *params[] = {since ? since : "", after, lim};
+	memset(batch, 0, sizeof(*batch));
+	PGresult *res = PQexecPrepared(conn, "outbox_published_page", 3, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		copy_err(err, errlen, "reading published rows", res, conn);
+		PQclear(res);
+		return false;
+	}
+	return batch_fill(batch, res, err, errlen);
+}
+
+bool outbox_mark_published(PGconn *conn, const struct outbox_batch *batch, const bool *delivered,
+			   long *marked, char *err, size_t errlen)
+{
+	bool ok = false;
+	PGresult *res = NULL;
+	/* "{1,2,3}": at most 20 digits and a comma per id */
+	char *ids = malloc((size_t)batch->n * 21 + 3);
+	*marked = 0;
+	if (!ids) {
+		snprintf(err, errlen, "out of memory for %d ids", batch->n);
+		goto out;
+	}
+	size_t len = 0;
+	int count = 0;
+	ids[len++] = '{';
+	for (int i = 0; i < batch->n; i++) {
+		if (!delivered[i])
+			continue;
+		len += (size_t)sprintf(ids + len, "%s%lld", count ? "," : "", batch->rows[i].id);
+		count++;
+	}
+	ids[len++] = '}';
+	ids[len] = '\0';
+	if (count == 0) {
+		ok = true;
+		goto out;
+	}
+	const char *params[] = {ids};
+	res = PQexecPrepared(conn, "outbox_mark", 1, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+		copy_err(err, errlen, "marking rows published", res, conn);
+		goto out;
+	}
+	*marked = strtol(PQcmdTuples(res), NULL, 10);
+	ok = true;
+out:
+	PQclear(res);
+	free(ids);
+	return ok;
+}
+
+bool outbox_prune(PGconn *conn, int hours, int limit, long *deleted, char *err, size_t errlen)
+{
+	char h[16], lim[16];
+	snprintf(h, sizeof(h), "%d", hours);
+	snprintf(lim, sizeof(lim), "%d", limit);
+	const char *params[] = {h, lim};
+	*deleted = 0;
+	PGresult *res = PQexecPrepared(conn, "outbox_prune", 2, params, NULL, NULL, 0);
+	bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+	if (ok)
+		*deleted = strtol(PQcmdTuples(res), NULL, 10);
+	else
+		copy_err(err, errlen, "pruning published rows", res, conn);
+	PQclear(res);
+	return ok;
+}
+
+bool outbox_stats(PGconn *conn, long *pending, double *oldest_s, char *err, size_t errlen)
+{
+	PGresult *res = PQexecPrepared(conn, "outbox_stats", 0, NULL, NULL, NULL, 0);
+	bool ok = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
+	if (ok) {
+		*pending = strtol(PQgetvalue(res, 0, 0), NULL, 10);
+		*oldest_s = strtod(PQgetvalue(res, 0, 1), NULL);
+	} else {
+		copy_err(err, errlen, "reading outbox stats", res, conn);
+	}
+	PQclear(res);
+	return ok;
+}

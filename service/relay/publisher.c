@@ -1,0 +1,212 @@
+/* publisher.c - produce outbox rows as CloudEvents (Kafka binary mode). */
+#include "publisher.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "checkout/kafka.h"
+#include "checkout/log.h"
+
+/* How long librdkafka may try to deliver one message before reporting failure. It bounds
+ * how long the relay holds a batch's row locks (and its transaction) open. */
+#define MESSAGE_TIMEOUT_MS 10000
+/* spare time after the message timeout for the last delivery reports to arrive */
+#define REPORT_GRACE_MS 3000
+
+#define CE_SOURCE "/checkout"
+
+struct publisher {
+	rd_kafka_t *rk;
+	char *topic;
+	/* the batch in flight: delivery reports carry (generation, index) so a late report of an
+	 * abandoned batch can never write into the next one */
+	uint32_t generation;
+	int n;
+	int reported;
+	rd_kafka_resp_err_t *results;
+	rd_kafka_resp_err_t first_error;
+	rd_kafka_resp_err_t last_error; /* what publisher_last_error reports */
+};
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+	(void)rk;
+	struct publisher *pub = opaque;
+	uintptr_t tag = (uintptr_t)m->_private;
+	uint32_t gen = (uint32_t)(tag >> 20);
+	int index = (int)(tag & 0xfffff);
+	if (gen != (pub->generation & 0xfffff) || index >= pub->n)
+		return;
+	pub->results[index] = m->err;
+	pub->reported++;
+	if (m->err && !pub->first_error)
+		pub->first_error = m->err;
+}
+
+struct publisher *publisher_new(const struct config *cfg)
+{
+	struct publisher *pub = calloc(1, sizeof(*pub));
+	rd_kafka_conf_t *conf = NULL;
+	char err[512], timeout[16];
+	if (!pub)
+		goto fail;
+	pub->topic = strdup(cfg->orders_topic);
+	conf = kafka_conf_new(cfg);
+	if (!pub->topic || !conf)
+		goto fail;
+	snprintf(timeout, sizeof(timeout), "%d", MESSAGE_TIMEOUT_MS);
+	/* idempotence implies acks=all and keeps per-partition order across retries */
+	if (!kafka_conf_set(conf, "enable.idempotence", "true") ||
+	    !kafka_conf_set(conf, "message.timeout.ms", timeout) || !kafka_conf_set(conf, "linger.ms", "5") ||
+	    !kafka_conf_set(conf, "socket.nagle.disable", "true") ||
+	    !kafka_conf_set(conf, "queue.buffering.max.messages", "1000000") ||
+	    !kafka_conf_set(conf, "reconnect.backoff.max.ms", "1000"))
+		goto fail;
+	rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+	rd_kafka_conf_set_opaque(conf, pub);
+	pub->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+	if (!pub->rk) {
+		log_error("cannot create the Kafka producer: %s", err);
+		goto fail;
+	}
+	return pub;
+fail:
+	if (conf)
+		rd_kafka_conf_destroy(conf);
+	if (pub)
+		free(pub->topic);
+	free(pub);
+	return NULL;
+}
+
+void publisher_free(struct publisher *pub)
+{
+	if (!pub)
+		return;
+	if (pub->rk) {
+		rd_kafka_flush(pub->rk, 5000);
+		/* nothing may report into freed memory */
+		pub->n = 0;
+		rd_kafka_destroy(pub->rk);
+	}
+	free(pub->results);
+	free(pub->topic);
+	free(pub);
+}
+
+rd_kafka_resp_err_t publisher_last_error(const struct publisher *pub)
+{
+	return pub->last_error;
+}
+
+bool publisher_fatal(const struct publisher *pub)
+{
+	return rd_kafka_fatal_error(pub->rk, NULL, 0) != RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
+int publisher_timeout_ms(const struct publisher *pub)
+{
+	(void)pub;
+	return MESSAGE_TIMEOUT_MS + REPORT_GRACE_MS;
+}
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static rd_kafka_resp_err_t produce_one(struct publisher *pub, const struct outbox_row *r, uintptr_t tag)
+{
+	return rd_kafka_producev(
+	    pub->rk, RD_KAFKA_V_TOPIC(pub->topic),
+	    RD_KAFKA_V_KEY((void *)r->aggregate_id, strlen(r->aggregate_id)),
+	    RD_KAFKA_V_VALUE((void *)r->payload, (size_t)r->payload_len),
+	    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE((void *)tag),
+	    RD_KAFKA_V_HEADER("ce_specversion", "1.0", -1), RD_KAFKA_V_HEADER("ce_id", r->event_id, -1),
+	    RD_KAFKA_V_HEADER("ce_source", CE_SOURCE, -1), RD_KAFKA_V_HEADER("ce_type", r->event_type, -1),
+	    RD_KAFKA_V_HEADER("ce_time", r->created_at, -1),
+	    RD_KAFKA_V_HEADER("content-type", "application/json", -1), RD_KAFKA_V_END);
+}
+
+int publisher_send(struct publisher *pub, const struct outbox_batch *batch, bool *delivered, char *err,
+		   size_t errlen)
+{
+	int ok = 0;
+	long long deadline = now_ms() + publisher_timeout_ms(pub);
+	rd_kafka_resp_err_t produce_err = RD_KAFKA_RESP_ERR_NO_ERROR;
+
+	*err = '\0';
+	for (int i = 0; i < batch->n; i++)
+		delivered[i] = false;
+	if (batch->n == 0)
+		return 0;
+	rd_kafka_resp_err_t *results = realloc(pub->results, (size_t)batch->n * sizeof(*results));
+	if (!results) {
+		snprintf(err, errlen, "out of memory for %d delivery reports", batch->n);
+		return 0;
+	}
+	pub->results = results;
+	pub->generation++;
+	pub->n = batch->n;
+	pub->reported = 0;
+	pub->first_error = RD_KAFKA_RESP_ERR_NO_ERROR;
+
+	int produced = 0;
+	for (int i = 0; i < batch->n && i < 0xfffff; i++) {
+		uintptr_t tag = ((uintptr_t)(pub->generation & 0xfffff) << 20) | (uintptr_t)i;
+		pub->results[i] = RD_KAFKA_RESP_ERR__TIMED_OUT;
+		rd_kafka_resp_err_t e;
+		while ((e = produce_one(pub, &batch->rows[i], tag)) == RD_KAFKA_RESP_ERR__QUEUE_FULL &&
+		       now_ms() < deadline)
+			rd_kafka_poll(pub->rk, 10);
+		if (e) {
+			/* not queued: no report will come; the row stays pending */
+			pub->results[i] = e;
+			produce_err = e;
+			break;
+		}
+		produced++;
+	}
+	/* every queued message gets a report within message.timeout.ms; wait for all of them.
+	 * flush (rather than poll) also tells librdkafka to send now instead of lingering. */
+	while (pub->reported < produced) {
+		long long left = deadline - now_ms();
+		if (left <= 0)
+			break;
+		rd_kafka_flush(pub->rk, (int)(left > 100 ? 100 : left));
+	}
+	if (pub->reported < produced) {
+		/* should not happen (the message timeout is shorter); give them up explicitly so a
+		 * late delivery cannot go unnoticed, and drain the purge reports */
+		rd_kafka_purge(pub->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+		rd_kafka_poll(pub->rk, 100);
+	}
+	for (int i = 0; i < produced; i++) {
+		if (pub->results[i] == RD_KAFKA_RESP_ERR_NO_ERROR) {
+			delivered[i] = true;
+			ok++;
+		}
+	}
+	/* later reports of this batch are ignored */
+	pub->n = 0;
+	pub->last_error = RD_KAFKA_RESP_ERR_NO_ERROR;
+	if (ok < batch->n) {
+		rd_kafka_resp_err_t e = pub->first_error ? pub->first_error : produce_err;
+		if (!e)
+			e = RD_KAFKA_RESP_ERR__TIMED_OUT;
+		pub->last_error = e;
+		snprintf(err, errlen, "%d of %d messages not delivered: %s", batch->n - ok, batch->n,
+			 rd_kafka_err2str(e));
+	}
+	rd_kafka_resp_err_t fatal = rd_kafka_fatal_error(pub->rk, NULL, 0);
+	if (fatal)
+		snprintf(err, errlen, "producer fatal error: %s", rd_kafka_err2str(fatal));
+	return ok;
+}

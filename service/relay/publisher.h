@@ -1,0 +1,44 @@
+/* publisher.h - an idempotent Kafka producer that reports, per row, whether
+ * the broker acknowledged it. */
+#ifndef CHECKOUT_RELAY_PUBLISHER_H
+#define CHECKOUT_RELAY_PUBLISHER_H
+
+#include <stdbool.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "checkout/config.h"
+#include "outbox.h"
+
+struct publisher;
+
+/*
+ * A producer for cfg->orders_topic with enable.idempotence=true (so
+ * acks=all) and a bounded delivery timeout. Returns NULL (after logging why)
+ * when librdkafka refuses the configuration. Free with publisher_free().
+ */
+struct publisher *publisher_new(const struct config *cfg) __attribute__((warn_unused_result));
+
+/* Flush what is queued (up to 5 s), destroy the producer. Accepts NULL. */
+void publisher_free(struct publisher *pub);
+
+/*
+ * Produce every row of batch (asynchronously), then wait for every delivery
+ * report. delivered[i] is set true only for rows whose report said
+ * delivered; a failed, purged or timed-out row stays false. Returns the
+ * number delivered; when some were not, err holds the first reason. Never
+ * returns before every message of the batch is delivered or given up.
+ */
+int publisher_send(struct publisher *pub, const struct outbox_batch *batch, bool *delivered, char *err,
+		   size_t errlen);
+
+/* The first error of the last publisher_send (0 when everything was delivered). */
+rd_kafka_resp_err_t publisher_last_error(const struct publisher *pub);
+
+/* True when the producer hit a fatal error and must be replaced (publisher_free + new). */
+bool publisher_fatal(const struct publisher *pub);
+
+/* How long publisher_send can take at most, in milliseconds. */
+int publisher_timeout_ms(const struct publisher *pub);
+
+#endif

@@ -1,0 +1,444 @@
+/* The outbox relay: every admitted order, and only those, on the orders topic.
+ *
+ * Orders are written as the checkout transaction writes them (orders.c);
+ * the topic is read back with a plain consumer (topic.c).
+ */
+#include <criterion/criterion.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+
+#include "checkout/migrate.h"
+#include "orders.h"
+#include "testenv.h"
+#include "topic.h"
+
+static struct testenv_proc broker, relay, relay2;
+static struct topic_reader topic;
+static PGconn *db;
+static char *conninfo;
+static char bootstrap[256];
+
+static void setup(void)
+{
+	conninfo = testenv_db_new();
+	db = testenv_db_connect(conninfo);
+	orders_seed(db);
+	snprintf(bootstrap, sizeof(bootstrap), "%s", testenv_broker_start(&broker));
+	topic_open(&topic, bootstrap);
+}
+
+static void teardown(void)
+{
+	testenv_stop(&relay, SIGKILL);
+	testenv_stop(&relay2, SIGKILL);
+	topic_close(&topic);
+	testenv_stop(&broker, SIGTERM);
+	PQfinish(db);
+	db = NULL;
+	free(conninfo);
+	conninfo = NULL;
+}
+
+TestSuite(relay, .init = setup, .fini = teardown);
+
+/* Start a relay on the test's database and broker; extra args are appended. */
+static void start_relay(struct testenv_proc *p, const char *const *extra)
+{
+	const char *args[32] = {"--database-url", conninfo, "--kafka-brokers", bootstrap};
+	int n = 4;
+	for (int i = 0; extra && extra[i] && n < 31; i++)
+		args[n++] = extra[i];
+	args[n] = NULL;
+	const char *env[] = {"LOG_LEVEL=debug", NULL};
+	testenv_spawn(p, "checkout-relay", args, env);
+	cr_assert(testenv_wait_log(p, "relaying outbox rows", 10000), "the relay did not start; see %s",
+		  p->log_path);
+}
+
+/* The payload or event id of an order's outbox row (caller frees). */
+static char *outbox_text(const char *column, const char *order_id)
+{
+	const char *sql = !strcmp(column, "payload")
+			      ? "SELECT payload::text FROM outbox WHERE aggregate_id = $1::uuid"
+			      : "SELECT event_id::text FROM outbox WHERE aggregate_id = $1::uuid";
+	const char *params[] = {order_id};
+	PGresult *res = PQexecParams(db, sql, 1, NULL, params, NULL, NULL, 0);
+	cr_assert(PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1, "%s: %s", sql,
+		  PQresultErrorMessage(res));
+	char *s = strdup(PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return s;
+}
+
+/* The message for order_id is exactly the committed outbox row, as a CloudEvent. */
+static void expect_message_matches_row(const char *order_id)
+{
+	const struct topic_msg *m = NULL;
+	cr_assert_eq(topic_count_key(&topic, order_id, &m), 1, "order %s is on the topic once", order_id);
+	char *payload = outbox_text("payload", order_id);
+	char *event_id = outbox_text("event_id", order_id);
+	json_t *want = json_loads(payload, 0, NULL);
+	json_t *got = json_loads(m->value, 0, NULL);
+	cr_assert(want && got, "both are JSON: %s", m->value);
+	cr_expect(json_equal(want, got), "value %s equals the committed payload %s", m->value, payload);
+	cr_expect_null(json_object_get(got, "status"), "the value has no status");
+	cr_expect_str_eq(json_string_value(json_object_get(got, "order_id")), order_id);
+	cr_expect_str_eq(m->ce_specversion ? m->ce_specversion : "", "1.0");
+	cr_expect_str_eq(m->ce_id ? m->ce_id : "", event_id);
+	cr_expect_str_eq(m->ce_source ? m->ce_source : "", "/checkout");
+	cr_expect_str_eq(m->ce_type ? m->ce_type : "", "order.admitted");
+	cr_expect_str_eq(m->content_type ? m->content_type : "", "application/json");
+	cr_expect(m->ce_time && strlen(m->ce_time) >= 20 && m->ce_time[10] == 'T' &&
+		      m->ce_time[strlen(m->ce_time) - 1] == 'Z',
+		  "ce_time is RFC 3339 UTC: %s", m->ce_time ? m->ce_time : "(none)");
+	json_decref(want);
+	json_decref(got);
+	free(payload);
+	free(event_id);
+}
+
+Test(relay, publishes_committed_orders_exactly_and_never_rolled_back_ones)
+{
+	start_relay(&relay, NULL);
+	char *admitted[4], *rolled_back[2];
+	admitted[0] = orders_admit(db, "alice");
+	rolled_back[0] = orders_roll_back(db, "bob");
+	admitted[1] = orders_admit(db, "carol");
+	rolled_back[1] = orders_roll_back(db, "dave");
+	admitted[2] = orders_admit(db, "erin");
+	cr_assert(topic_wait_count(&topic, 3, 15000), "3 admitted orders arrive (got %d)", topic.n);
+	/* one more after the rolled-back ones: once it is there, anything earlier would be too */
+	admitted[3] = orders_admit(db, "frank");
+	cr_assert(topic_wait_key(&topic, admitted[3], 15000), "the last order arrives");
+	cr_assert(orders_wait_drained(db, 5000));
+	topic_read(&topic, 300);
+
+	cr_expect_eq(topic.n, 4, "exactly the 4 admitted orders are on the topic (got %d)", topic.n);
+	for (int i = 0; i < 4; i++)
+		expect_message_matches_row(admitted[i]);
+	for (int i = 0; i < 2; i++)
+		cr_expect_eq(topic_count_key(&topic, rolled_back[i], NULL), 0,
+			     "rolled-back order %s never appears", rolled_back[i]);
+	cr_expect_eq(testenv_stop(&relay, SIGTERM), 0, "the relay exits 0 on SIGTERM");
+	cr_expect_eq(testenv_count_log(&relay, "published 4 ("), 1, "its last line reports the count; see %s",
+		     relay.log_path);
+	cr_expect_eq(testenv_count_log(&relay, "pending 0, oldest pending 0.0 s"), 1);
+	for (int i = 0; i < 4; i++)
+		free(admitted[i]);
+	for (int i = 0; i < 2; i++)
+		free(rolled_back[i]);
+}
+
+Test(relay, publishes_a_row_whose_transaction_commits_after_a_higher_id)
+{
+	PGconn *late = testenv_db_connect(conninfo);
+	start_relay(&relay, NULL);
+
+	/* A takes the lower id and stays open; B takes a higher id and commits first */
+	long id_a = 0, id_b = 0;
+	testenv_exec(late, "BEGIN");
+	char *order_a = orders_insert(late, "slow-transaction", &id_a);
+	testenv_exec(db, "BEGIN");
+	char *order_b = orders_insert(db, "fast-transaction", &id_b);
+	testenv_exec(db, "COMMIT");
+	cr_assert_lt(id_a, id_b, "A's outbox id is lower than B's");
+
+	cr_assert(topic_wait_key(&topic, order_b, 15000), "B is published while A is still open");
+	cr_assert(orders_wait_drained(db, 5000), "B is marked published");
+	cr_expect_eq(topic_count_key(&topic, order_a, NULL), 0, "A is not published before it commits");
+
+	testenv_exec(late, "COMMIT");
+	cr_expect(topic_wait_key(&topic, order_a, 15000), "A is published after its late commit");
+	cr_expect(orders_wait_drained(db, 5000), "A is marked published");
+	expect_message_matches_row(order_a);
+	expect_message_matches_row(order_b);
+	PQfinish(late);
+	free(order_a);
+	free(order_b);
+}
+
+Test(relay, delivers_every_order_admitted_while_the_broker_was_down)
+{
+	start_relay(&relay, NULL);
+	char *first = orders_admit(db, "before-outage");
+	cr_assert(topic_wait_key(&topic, first, 15000));
+
+	kill(broker.pid, SIGUSR1);
+	cr_assert(testenv_wait_log(&broker, "all brokers are down", 5000));
+	enum { N = 20 };
+	char *ids[N];
+	for (int i = 0; i < N; i++) {
+		char customer[32];
+		snprintf(customer, sizeof(customer), "outage-%d", i);
+		ids[i] = orders_admit(db, customer);
+	}
+	cr_assert(testenv_wait_log(&relay, "broker unreachable", 30000),
+		  "the relay says the broker is gone; see %s", relay.log_path);
+	cr_expect_gt(orders_pending(db), 0, "rows wait in the outbox during the outage");
+
+	kill(broker.pid, SIGUSR2);
+	cr_assert(testenv_wait_log(&relay, "broker reachable again", 40000), "the relay recovers; see %s",
+		  relay.log_path);
+	cr_assert(orders_wait_drained(db, 30000), "every row is published after the outage");
+	for (int i = 0; i < N; i++) {
+		cr_expect(topic_wait_key(&topic, ids[i], 15000), "order %d arrived after the outage", i);
+		free(ids[i]);
+	}
+	cr_expect_eq(testenv_count_log(&relay, "broker unreachable"), 1, "the outage is logged once");
+	cr_expect_eq(testenv_stop(&relay, SIGTERM), 0);
+	free(first);
+}
+
+Test(relay, a_relay_killed_before_marking_republishes_with_the_same_ce_id)
+{
+	start_relay(&relay, NULL);
+	/* a first order warms the producer up (metadata, producer id) */
+	char *warm = orders_admit(db, "warm-up");
+	cr_assert(topic_wait_key(&topic, warm, 15000));
+	cr_assert(orders_wait_drained(db, 5000));
+	/* a slow broker: produce requests are applied, their acknowledgements come 3 s late */
+	kill(broker.pid, SIGHUP);
+	cr_assert(testenv_wait_log(&broker, "brokers are slow", 5000));
+	enum { N = 10 };
+	char *ids[N];
+	testenv_exec(db, "BEGIN");
+	for (int i = 0; i < N; i++)
+		ids[i] = orders_insert(db, "killed", NULL);
+	testenv_exec(db, "COMMIT");
+	cr_assert(testenv_wait_log(&relay, "claimed 10 rows", 10000), "the relay took the batch; see %s",
+		  relay.log_path);
+	/* let the produce request reach the broker (its acknowledgement takes 3 s), so the
+	 * messages are on the topic but not marked: the restarted relay sends them again */
+	testenv_sleep_ms(500);
+	testenv_stop(&relay, SIGKILL);
+	cr_assert_eq(orders_pending(db), N, "killed between producing and marking: nothing was marked");
+
+	kill(broker.pid, SIGHUP);
+	cr_assert(testenv_wait_log(&broker, "brokers are fast again", 5000));
+	start_relay(&relay, NULL);
+	cr_assert(orders_wait_drained(db, 20000), "the restarted relay publishes every row");
+	for (int i = 0; i < N; i++)
+		cr_assert(topic_wait_key(&topic, ids[i], 10000), "order %d is on the topic", i);
+	/* copies sent before the kill and again after it: give the consumer time to see both */
+	(void)topic_wait_count(&topic, 1 + 2 * N, 5000);
+	int duplicates = 0;
+	for (int i = 0; i < N; i++) {
+		char *event_id = outbox_text("event_id", ids[i]);
+		int copies = 0;
+		for (int m = 0; m < topic.n; m++) {
+			if (strcmp(topic.msgs[m].key, ids[i]) != 0)
+				continue;
+			copies++;
+			cr_expect_str_eq(topic.msgs[m].ce_id, event_id, "every copy carries the same ce_id");
+		}
+		cr_expect(copies >= 1 && copies <= 2, "order %d: %d copies (at most a duplicate)", i, copies);
+		duplicates += copies - 1;
+		free(event_id);
+		free(ids[i]);
+	}
+	cr_log_info("killed relay: %d of %d orders arrived twice (same ce_id)", duplicates, N);
+	free(warm);
+	cr_expect_eq(testenv_stop(&relay, SIGTERM), 0);
+}
+
+Test(relay, two_relays_at_once_publish_each_order_once)
+{
+	const char *small_batches[] = {"--batch-size", "25", NULL};
+	start_relay(&relay, small_batches);
+	start_relay(&relay2, small_batches);
+	enum { ROUNDS = 20, PER = 25, N = ROUNDS * PER };
+	for (int r = 0; r < ROUNDS; r++) {
+		testenv_exec(db, "BEGIN");
+		for (int i = 0; i < PER; i++)
+			free(orders_insert(db, "two-relays", NULL));
+		testenv_exec(db, "COMMIT");
+	}
+	cr_assert(orders_wait_drained(db, 30000), "both relays together publish everything");
+	cr_assert(topic_wait_count(&topic, N, 15000), "%d messages arrive (got %d)", N, topic.n);
+	topic_read(&topic, 1500);
+	cr_expect_eq(topic.n, N, "no duplicates: %d messages for %d orders", topic.n, N);
+	PGresult *res = PQexec(db, "SELECT aggregate_id::text FROM outbox");
+	cr_assert_eq(PQntuples(res), N);
+	for (int i = 0; i < N; i++)
+		cr_expect_eq(topic_count_key(&topic, PQgetvalue(res, i, 0), NULL), 1);
+	PQclear(res);
+	cr_expect_eq(testenv_stop(&relay, SIGTERM), 0);
+	cr_expect_eq(testenv_stop(&relay2, SIGTERM), 0);
+}
+
+Test(relay, replay_republishes_published_rows_with_the_same_ce_id)
+{
+	start_relay(&relay, NULL);
+	char *ids[3];
+	for (int i = 0; i < 3; i++)
+		ids[i] = orders_admit(db, "replayed");
+	cr_assert(topic_wait_count(&topic, 3, 15000));
+	cr_assert(orders_wait_drained(db, 5000));
+	cr_expect_eq(testenv_stop(&relay, SIGTERM), 0);
+	char *pending = orders_roll_back(db, "never");
+
+	const char *future[] = {"--replay", "--since", "2999-01-01T00:00:00Z", NULL};
+	testenv_spawn(&relay2, "checkout-relay",
+		      (const char *[]){"--database-url", conninfo, "--kafka-brokers", bootstrap, future[0],
+				       future[1], future[2], NULL},
+		      NULL);
+	int st = 0;
+	for (int i = 0; i < 500 && !testenv_exited(&relay2, &st); i++)
+		testenv_sleep_ms(20);
+	cr_expect(testenv_wait_log(&relay2, "replayed 0 events", 1000), "nothing is that recent; see %s",
+		  relay2.log_path);
+
+	testenv_spawn(&relay2, "checkout-relay",
+		      (const char *[]){"--database-url", conninfo, "--kafka-brokers", bootstrap, "--replay",
+				       "--since", "2000-01-01T00:00:00Z", NULL},
+		      NULL);
+	cr_expect_eq(testenv_stop(&relay2, 0), 0, "replay exits 0");
+	cr_expect(testenv_wait_log(&relay2, "replayed 3 events", 1000), "see %s", relay2.log_path);
+	cr_assert(topic_wait_count(&topic, 6, 15000), "each order is on the topic twice (got %d)", topic.n);
+	for (int i = 0; i < 3; i++) {
+		char *event_id = outbox_text("event_id", ids[i]);
+		for (int m = 0; m < topic.n; m++)
+			if (!strcmp(topic.msgs[m].key, ids[i]))
+				cr_expect_str_eq(topic.msgs[m].ce_id, event_id);
+		cr_expect_eq(topic_count_key(&topic, ids[i], NULL), 2);
+		free(event_id);
+		free(ids[i]);
+	}
+	free(pending);
+}
+
+Test(relay, prunes_published_rows_older_than_the_retention)
+{
+	char *old = orders_admit(db, "old");
+	char *recent = orders_admit(db, "recent");
+	char sql[256];
+	snprintf(sql, sizeof(sql),
+		 "UPDATE outbox SET published_at = now() - interval '3 hours' WHERE aggregate_id = '%s'",
+		 old);
+	testenv_exec(db, sql);
+	const char *retention[] = {"--retention-hours", "2", NULL};
+	start_relay(&relay, retention);
+	cr_assert(topic_wait_key(&topic, recent, 15000));
+	cr_assert(testenv_wait_log(&relay, "pruned 1 published rows", 5000), "see %s", relay.log_path);
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM outbox WHERE aggregate_id = '%s'", old);
+	cr_expect_eq(testenv_query_long(db, sql), 0, "the old published row is gone");
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM outbox WHERE aggregate_id = '%s'", recent);
+	cr_expect_eq(testenv_query_long(db, sql), 1, "the recent row stays");
+	free(old);
+	free(recent);
+}
+
+Test(relay, survives_losing_its_database_connection)
+{
+	start_relay(&relay, NULL);
+	char *before = orders_admit(db, "before");
+	cr_assert(topic_wait_key(&topic, before, 15000));
+	long killed = testenv_query_long(db, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+					     " WHERE application_name = 'checkout-relay'"
+					     " AND datname = current_database()");
+	cr_assert_eq(killed, 1, "the relay's session was terminated");
+	char *after = orders_admit(db, "after");
+	cr_expect(topic_wait_key(&topic, after, 15000), "an order admitted after the loss is published");
+	cr_expect(testenv_wait_log(&relay, "database reachable again", 5000), "see %s", relay.log_path);
+	cr_expect_eq(testenv_count_log(&relay, "database connection lost"), 1, "logged once");
+	free(before);
+	free(after);
+}
+
+Test(relay, waits_for_a_database_that_is_not_there_yet)
+{
+	char name[64], sql[128], url[96], err[512];
+	snprintf(name, sizeof(name), "t_relay_late_%d", (int)getpid());
+	snprintf(url, sizeof(url), "dbname=%s", name);
+	const char *args[] = {"--database-url", url, "--kafka-brokers", bootstrap, NULL};
+	testenv_spawn(&relay, "checkout-relay", args, NULL);
+	cr_assert(testenv_wait_log(&relay, "database unreachable", 10000), "see %s", relay.log_path);
+
+	snprintf(sql, sizeof(sql), "CREATE DATABASE %s", name);
+	testenv_exec(db, sql);
+	PGconn *late = testenv_db_connect(url);
+	int applied = 0;
+	cr_assert(migrate_run(late, CHECKOUT_MIGRATIONS_DIR, &applied, err, sizeof(err)), "%s", err);
+	orders_seed(late);
+	char *id = orders_admit(late, "patient");
+	cr_expect(topic_wait_key(&topic, id, 20000), "the order is published once the database is there");
+	cr_expect(testenv_wait_log(&relay, "database reachable again", 1000), "see %s", relay.log_path);
+	cr_expect_eq(testenv_count_log(&relay, "database unreachable"), 1, "the outage is logged once");
+	cr_expect_eq(testenv_stop(&relay, SIGTERM), 0);
+	PQfinish(late);
+	free(id);
+}
+
+Test(relay, a_refused_message_stays_pending_and_is_sent_again)
+{
+	/* a mock cluster of our own, so the test can script the broker's answers */
+	char err[256];
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	cr_assert(rd_kafka_conf_set(conf, "bootstrap.servers", "", err, sizeof(err)) == RD_KAFKA_CONF_OK);
+	rd_kafka_t *anchor = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+	cr_assert(anchor, "%s", err);
+	rd_kafka_mock_cluster_t *mcluster = rd_kafka_mock_cluster_new(anchor, 1);
+	cr_assert(mcluster);
+	cr_assert_eq(rd_kafka_mock_topic_create(mcluster, "orders", 3, 1), RD_KAFKA_RESP_ERR_NO_ERROR);
+	snprintf(bootstrap, sizeof(bootstrap), "%s", rd_kafka_mock_cluster_bootstraps(mcluster));
+	topic_close(&topic);
+	topic_open(&topic, bootstrap);
+
+	start_relay(&relay, NULL);
+	char *first = orders_admit(db, "first");
+	cr_assert(topic_wait_key(&topic, first, 15000));
+	cr_assert(orders_wait_drained(db, 5000));
+
+	/* the next produce request is refused with a permanent error (ApiKey 0 = Produce) */
+	rd_kafka_mock_push_request_errors(mcluster, 0, 1, RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
+	char *refused = orders_admit(db, "refused-once");
+	cr_assert(testenv_wait_log(&relay, "broker refused messages", 15000), "see %s", relay.log_path);
+	cr_expect(topic_wait_key(&topic, refused, 15000), "the refused order is sent again and arrives");
+	cr_expect(orders_wait_drained(db, 5000));
+	cr_expect(testenv_wait_log(&relay, "broker reachable again, published 1", 5000), "see %s",
+		  relay.log_path);
+	cr_expect_eq(testenv_stop(&relay, SIGTERM), 0);
+
+	topic_close(&topic);
+	rd_kafka_mock_cluster_destroy(mcluster);
+	rd_kafka_destroy(anchor);
+	free(first);
+	free(refused);
+}
+
+Test(relay, serves_published_pending_and_oldest_age_as_prometheus_metrics)
+{
+	char listen[64], url[96];
+	int port = testenv_free_port();
+	snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
+	snprintf(url, sizeof(url), "http://%s/metrics", listen);
+	const char *args[] = {"--metrics-listen", listen, NULL};
+	start_relay(&relay, args);
+	cr_assert(testenv_wait_port(port, 5000));
+	for (int i = 0; i < 2; i++)
+		free(orders_admit(db, "metered"));
+	cr_assert(orders_wait_drained(db, 15000));
+
+	bool seen = false;
+	struct http_response r = {0};
+	for (int i = 0; i < 100 && !seen; i++) {
+		http_response_free(&r);
+		cr_assert(http_call("GET", url, NULL, NULL, &r));
+		seen = r.status == 200 && strstr(r.body, "\ncheckout_relay_published_total 2\n") &&
+		       strstr(r.body, "\ncheckout_relay_pending_rows 0\n");
+		if (!seen)
+			testenv_sleep_ms(50);
+	}
+	cr_expect(seen, "the metrics count 2 published and 0 pending: %s", r.body);
+	cr_expect(strstr(r.body, "# TYPE checkout_relay_oldest_pending_seconds gauge"));
+	cr_expect(strstr(r.body, "checkout_relay_delivery_failures_total 0"));
+	http_response_free(&r);
+	cr_expect_eq(testenv_stop(&relay, SIGTERM), 0);
+}

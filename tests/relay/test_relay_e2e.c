@@ -1,0 +1,106 @@
+/* End to end: POST /v1/checkout on the real server, the relay, the topic.
+ * Admitted carts appear on the topic as the 201 body without "status"; a
+ * cart rejected with 409 never does. */
+#include <criterion/criterion.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "testenv.h"
+#include "topic.h"
+
+static struct testenv_proc broker, server, relay;
+static struct topic_reader topic;
+static PGconn *db;
+static char *conninfo;
+static char bootstrap[256];
+static char base[64];
+
+static void setup(void)
+{
+	char db_env[256], listen_env[64];
+	conninfo = testenv_db_new();
+	db = testenv_db_connect(conninfo);
+	testenv_exec(db, "INSERT INTO products (sku, name, price_cents, stock) VALUES"
+			 " ('apple', 'Apple', 120, 10), ('plum', 'Plum', 50, 1)");
+	snprintf(bootstrap, sizeof(bootstrap), "%s", testenv_broker_start(&broker));
+	topic_open(&topic, bootstrap);
+
+	int port = testenv_free_port();
+	snprintf(base, sizeof(base), "http://127.0.0.1:%d", port);
+	snprintf(db_env, sizeof(db_env), "DATABASE_URL=%s", conninfo);
+	snprintf(listen_env, sizeof(listen_env), "LISTEN=127.0.0.1:%d", port);
+	const char *env[] = {db_env, listen_env, NULL};
+	testenv_spawn(&server, "checkout-server", NULL, env);
+	cr_assert(testenv_wait_port(port, 20000), "the server did not start; see %s", server.log_path);
+
+	const char *args[] = {"--database-url", conninfo, "--kafka-brokers", bootstrap, NULL};
+	testenv_spawn(&relay, "checkout-relay", args, NULL);
+	cr_assert(testenv_wait_log(&relay, "relaying outbox rows", 10000), "see %s", relay.log_path);
+}
+
+static void teardown(void)
+{
+	testenv_stop(&relay, SIGTERM);
+	testenv_stop(&server, SIGTERM);
+	topic_close(&topic);
+	testenv_stop(&broker, SIGTERM);
+	PQfinish(db);
+	free(conninfo);
+}
+
+TestSuite(relay_e2e, .init = setup, .fini = teardown);
+
+static json_t *checkout(const char *body, long want_status)
+{
+	char url[128];
+	struct http_response r;
+	const char *headers[] = {"Content-Type: application/json", NULL};
+	snprintf(url, sizeof(url), "%s/v1/checkout", base);
+	cr_assert(http_call("POST", url, headers, body, &r), "POST %s", url);
+	cr_assert_eq(r.status, want_status, "status %ld, want %ld: %s", r.status, want_status, r.body);
+	json_t *j = r.json ? json_incref(r.json) : NULL;
+	http_response_free(&r);
+	return j;
+}
+
+Test(relay_e2e, admitted_checkouts_reach_the_topic_and_a_rejected_one_never_does)
+{
+	json_t *a =
+	    checkout("{\"customer_id\":\"ann\",\"email\":\"ann@example.com\","
+		     "\"items\":[{\"sku\":\"apple\",\"quantity\":2},{\"sku\":\"plum\",\"quantity\":1}]}",
+		     201);
+	json_t *rejected =
+	    checkout("{\"customer_id\":\"bob\",\"email\":\"bob@example.com\","
+		     "\"items\":[{\"sku\":\"apple\",\"quantity\":1},{\"sku\":\"plum\",\"quantity\":1}]}",
+		     409);
+	json_t *b = checkout("{\"customer_id\":\"cid\",\"email\":\"cid@example.com\","
+			     "\"items\":[{\"sku\":\"apple\",\"quantity\":3}]}",
+			     201);
+	json_decref(rejected);
+
+	json_t *admitted[] = {a, b};
+	for (int i = 0; i < 2; i++) {
+		const char *order_id = json_string_value(json_object_get(admitted[i], "order_id"));
+		cr_assert(order_id);
+		cr_assert(topic_wait_key(&topic, order_id, 15000), "order %s reaches the topic", order_id);
+		const struct topic_msg *m = NULL;
+		cr_expect_eq(topic_count_key(&topic, order_id, &m), 1);
+		json_t *value = json_loads(m->value, 0, NULL);
+		json_t *want = json_deep_copy(admitted[i]);
+		json_object_del(want, "status");
+		cr_expect(json_equal(value, want), "the message is the 201 body without status: %s",
+			  m->value);
+		cr_expect_str_eq(m->ce_type ? m->ce_type : "", "order.admitted");
+		json_decref(value);
+		json_decref(want);
+	}
+	/* b was admitted after the rejected cart: everything before it has been relayed */
+	topic_read(&topic, 300);
+	cr_expect_eq(topic.n, 2, "only the two admitted carts are on the topic (got %d)", topic.n);
+	cr_expect_eq(testenv_query_long(db, "SELECT count(*) FROM outbox"), 2, "the 409 wrote no outbox row");
+	json_decref(a);
+	json_decref(b);
+}
