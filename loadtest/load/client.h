@@ -1,11 +1,10 @@
-/* client.h - a minimal HTTP/1.1 keep-alive client for the load tool.
+/* client.h - the HTTP/1.1 pieces of the load tool's connections.
  *
- * One client is one TCP connection used by one thread: it sends a request,
- * reads the whole response (Content-Length or chunked), and keeps the
- * connection for the next request. It reconnects by itself after the server
- * closes. It exists because the load tool shares a small machine with the
- * server and the database: a request costs one send() and usually one recv(),
- * a fraction of what a general-purpose client spends.
+ * checkout-load keeps many keep-alive connections busy from a few threads,
+ * each running an epoll loop (as pgbench multiplexes its clients): a request
+ * is one send(), a response usually one recv(). These functions are the
+ * parts that do not depend on the loop: URL parsing, connecting, writing a
+ * request and recognising a complete response in a buffer.
  */
 #ifndef LOAD_CLIENT_H
 #define LOAD_CLIENT_H
@@ -13,16 +12,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define CLIENT_BUF 16384
-
-struct client {
-	char host[256];
-	char port[16];
-	int fd; /* -1 when not connected */
-	unsigned long connects;
-	char buf[CLIENT_BUF];
-	size_t len; /* bytes of buf holding unread response data */
-};
+/* responses with longer headers are refused as malformed */
+#define CLIENT_MAX_HEADER 8192
 
 /*
  * Parse a URL "http://host[:port][/...]" into host and port (the path is
@@ -31,20 +22,28 @@ struct client {
 bool client_parse_url(const char *url, char *host, size_t hostlen, char *port, size_t portlen)
     __attribute__((warn_unused_result));
 
-/* Set up c for host:port without connecting yet. */
-void client_init(struct client *c, const char *host, const char *port);
+/*
+ * Connect to host:port (blocking), then make the socket non-blocking with
+ * TCP_NODELAY. Returns the socket, or -1 when the connection failed.
+ */
+int client_connect(const char *host, const char *port) __attribute__((warn_unused_result));
 
 /*
- * POST body (len bytes, JSON) to path and read the whole response. Returns
- * the HTTP status, or 0 on a transport error (connect, send, receive,
- * timeout, malformed response), after which the connection is closed and the
- * next call reconnects. When sample is not NULL, the first samplelen - 1
- * bytes of the response body are copied there, NUL-terminated.
+ * Write a POST of body (len bytes of JSON) to path into buf. Returns the
+ * request's length, or 0 when it does not fit.
  */
-int client_post(struct client *c, const char *path, const char *body, size_t len, char *sample,
-		size_t samplelen);
+size_t client_format_post(char *buf, size_t buflen, const char *host, const char *port, const char *path,
+			  const char *body, size_t len);
 
-/* Close the connection. Safe to call twice. */
-void client_close(struct client *c);
+/*
+ * Look for one complete HTTP/1.1 response at the start of buf (len bytes,
+ * with buf[len] == '\0'). Returns its length in bytes when complete, and
+ * sets *status and *close (the server will close the connection); 0 when
+ * more bytes are needed; -1 when it is malformed or has no length (bodies
+ * must have a Content-Length or be chunked). When sample is not NULL, the
+ * start of a complete response's body is copied there, NUL-terminated.
+ */
+long client_parse_response(const char *buf, size_t len, int *status, bool *close, char *sample,
+			   size_t samplelen);
 
 #endif

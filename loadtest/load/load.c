@@ -31,6 +31,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -46,6 +48,7 @@ struct load_options {
 	char url[512];
 	char path[256];
 	int connections;
+	int threads;
 	int duration;
 	int warmup;
 	double rate; /* 0: closed loop */
@@ -63,7 +66,8 @@ struct load_thread {
 	pthread_t tid;
 	int index;
 	const struct load_options *opt;
-	struct client client;
+	struct load_conn *conns; /* this thread's share of the connections */
+	int nconns;
 	uint64_t rng;
 	atomic_ulong done;    /* responses (and transport errors) recorded */
 	atomic_ulong created; /* 201s recorded */
@@ -74,13 +78,34 @@ struct load_thread {
 	struct hist hist;
 };
 
+/* One keep-alive connection, driven by its thread's epoll loop. */
+struct load_conn {
+	int fd;		 /* -1 while not connected */
+	bool busy;	 /* a request is in flight */
+	int64_t due_ns;	 /* when the request in flight was due */
+	int64_t wait_ns; /* closed loop, after a failure: no new request before this */
+	unsigned long connects;
+	size_t out_len, out_sent;
+	char out[2048];
+	size_t in_len;
+	char in[CLIENT_MAX_HEADER + 16384 + 1];
+};
+
+/* Open loop: due times that found no idle connection, oldest first. */
+struct load_backlog {
+	int64_t *due;
+	size_t head, tail, cap;
+};
+
 /* shared by all threads */
 static struct {
+	char host[256];
+	char port[16];
+	int threads;
 	int64_t start_ns;  /* when the run started (monotonic) */
 	int64_t record_ns; /* results are recorded from here (after the warm-up) */
 	int64_t end_ns;
 	double interval_ns; /* open loop: time between two due requests */
-	atomic_ulong next_ticket;
 	atomic_ulong customer;
 	atomic_bool stop;
 } run;
@@ -162,17 +187,10 @@ static size_t cart_body(struct load_thread *t, char *buf, size_t buflen)
 	return len + (size_t)n;
 }
 
-/* Send one checkout; record it when it is due at or after the warm-up. */
-static void one_request(struct load_thread *t, int64_t due_ns)
+/* Count one outcome; into the results when it was due at or after the warm-up. */
+static void record(struct load_thread *t, int64_t due_ns, int status, const char *sample)
 {
-	char body[1024];
-	char sample[LOAD_SAMPLE];
-	size_t len = cart_body(t, body, sizeof(body));
-	int status = client_post(&t->client, t->opt->path, body, len, sample, sizeof(sample));
 	int64_t done_ns = now_ns();
-
-	if (status == 0 && !atomic_load(&run.stop))
-		usleep(10000); /* the server is down or refusing: do not spin */
 	/* the progress counters include the warm-up, the results do not */
 	if (status == 201)
 		atomic_fetch_add_explicit(&t->created, 1, memory_order_relaxed);
@@ -188,32 +206,229 @@ static void one_request(struct load_thread *t, int64_t due_ns)
 	t->status[status]++;
 	char *first = t->sample[status / 100];
 	if (status != 201 && first[0] == '\0')
-		snprintf(first, LOAD_SAMPLE, "%d %.180s", status, status ? sample : "(transport error)");
+		snprintf(first, LOAD_SAMPLE, "%d %.180s", status,
+			 status && sample ? sample : "(transport error)");
 }
 
+static void conn_close(int epfd, struct load_conn *c)
+{
+	if (c->fd >= 0) {
+		epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
+		close(c->fd);
+	}
+	c->fd = -1;
+	c->in_len = 0;
+}
+
+/* A request failed in transport: count it, drop the connection, pause the closed loop briefly. */
+static void conn_fail(struct load_thread *t, int epfd, struct load_conn *c)
+{
+	record(t, c->due_ns, 0, NULL);
+	conn_close(epfd, c);
+	c->busy = false;
+	c->wait_ns = now_ns() + 10 * 1000000; /* the server is down or refusing: do not spin */
+}
+
+/* Send the rest of the request; wait for writability when the socket is full. */
+static void conn_flush(struct load_thread *t, int epfd, struct load_conn *c)
+{
+	while (c->out_sent < c->out_len) {
+		ssize_t n = send(c->fd, c->out + c->out_sent, c->out_len - c->out_sent, MSG_NOSIGNAL);
+		if (n > 0) {
+			c->out_sent += (size_t)n;
+		} else if (n < 0 && errno == EINTR) {
+			continue;
+		} else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
+			epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
+			return;
+		} else {
+			conn_fail(t, epfd, c);
+			return;
+		}
+	}
+	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+	epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
+}
+
+/* Start a checkout that was due at due_ns on an idle connection. */
+static void conn_start(struct load_thread *t, int epfd, struct load_conn *c, int64_t due_ns)
+{
+	char body[1024];
+	size_t len = cart_body(t, body, sizeof(body));
+	c->busy = true;
+	c->due_ns = due_ns;
+	c->out_len = client_format_post(c->out, sizeof(c->out), run.host, run.port, t->opt->path, body, len);
+	c->out_sent = 0;
+	if (c->fd < 0) {
+		c->fd = client_connect(run.host, run.port);
+		if (c->fd < 0) {
+			conn_fail(t, epfd, c);
+			return;
+		}
+		c->connects++;
+		c->in_len = 0;
+		struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+		if (epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &ev) != 0) {
+			conn_fail(t, epfd, c);
+			return;
+		}
+	}
+	conn_flush(t, epfd, c);
+}
+
+/* Read what arrived; returns true when a response completed (the connection is idle again). */
+static bool conn_read(struct load_thread *t, int epfd, struct load_conn *c)
+{
+	for (;;) {
+		size_t room = sizeof(c->in) - 1 - c->in_len;
+		if (room == 0) {
+			conn_fail(t, epfd, c); /* a response larger than we accept */
+			return true;
+		}
+		ssize_t n = recv(c->fd, c->in + c->in_len, room, 0);
+		if (n > 0) {
+			c->in_len += (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+		/* closed or broken: a failure if a response was still owed */
+		if (c->busy) {
+			conn_fail(t, epfd, c);
+			return true;
+		}
+		conn_close(epfd, c);
+		return false;
+	}
+	if (!c->busy)
+		return false;
+	c->in[c->in_len] = '\0';
+	int status = 0;
+	bool close_after = false;
+	char sample[LOAD_SAMPLE];
+	long used = client_parse_response(c->in, c->in_len, &status, &close_after, sample, sizeof(sample));
+	if (used == 0)
+		return false;
+	if (used < 0) {
+		conn_fail(t, epfd, c);
+		return true;
+	}
+	record(t, c->due_ns, status, sample);
+	c->busy = false;
+	memmove(c->in, c->in + used, c->in_len - (size_t)used);
+	c->in_len -= (size_t)used;
+	if (close_after)
+		conn_close(epfd, c);
+	return true;
+}
+
+static bool backlog_push(struct load_backlog *b, int64_t due)
+{
+	if (b->tail == b->cap) {
+		if (b->head > 0) {
+			memmove(b->due, b->due + b->head, (b->tail - b->head) * sizeof(*b->due));
+			b->tail -= b->head;
+			b->head = 0;
+		} else {
+			size_t cap = b->cap ? b->cap * 2 : 1024;
+			int64_t *grown = realloc(b->due, cap * sizeof(*grown));
+			if (!grown)
+				return false;
+			b->due = grown;
+			b->cap = cap;
+		}
+	}
+	b->due[b->tail++] = due;
+	return true;
+}
+
+/*
+ * One thread: its connections, in an epoll loop. Closed loop: a connection
+ * sends its next checkout as soon as the answer to the last one is in.
+ * Open loop: the thread's share of the due times (every threads-th one) goes
+ * to an idle connection, or waits in the backlog for the next one to free up.
+ */
 static void *load_thread_main(void *arg)
 {
 	struct load_thread *t = arg;
+	struct load_backlog backlog = {0};
+	bool open_loop = run.interval_ns > 0;
+	unsigned long ticket = (unsigned long)t->index;
+	int64_t next_due = open_loop ? run.start_ns + (int64_t)((double)ticket * run.interval_ns) : 0;
+	bool scheduling = true;
+	int epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (epfd < 0) {
+		log_error("epoll_create1: %s", strerror(errno));
+		return NULL;
+	}
 
 	sleep_until_ns(run.start_ns); /* every thread starts together, when the clock starts */
-	if (run.interval_ns > 0) {
-		for (;;) {
-			unsigned long ticket = atomic_fetch_add(&run.next_ticket, 1);
-			int64_t due = run.start_ns + (int64_t)((double)ticket * run.interval_ns);
-			if (due >= run.end_ns || atomic_load(&run.stop))
-				break;
-			sleep_until_ns(due);
-			one_request(t, due);
+	for (;;) {
+		int64_t now = now_ns();
+		if (atomic_load(&run.stop))
+			break;
+		if (now >= run.end_ns)
+			scheduling = false;
+		/* hand out what is due */
+		int busy = 0;
+		int64_t wake = now + 100 * 1000000;
+		if (open_loop) {
+			while (scheduling && next_due <= now) {
+				if (next_due >= run.end_ns) {
+					scheduling = false;
+					break;
+				}
+				if (!backlog_push(&backlog, next_due)) {
+					log_error("out of memory for the open-loop backlog");
+					atomic_store(&run.stop, true);
+					break;
+				}
+				ticket += (unsigned long)run.threads;
+				next_due = run.start_ns + (int64_t)((double)ticket * run.interval_ns);
+			}
+			if (scheduling && next_due < wake)
+				wake = next_due;
 		}
-	} else {
-		while (!atomic_load(&run.stop)) {
-			int64_t due = now_ns();
-			if (due >= run.end_ns)
-				break;
-			one_request(t, due);
+		for (int i = 0; i < t->nconns; i++) {
+			struct load_conn *c = &t->conns[i];
+			if (!c->busy) {
+				if (open_loop && backlog.head < backlog.tail)
+					conn_start(t, epfd, c, backlog.due[backlog.head++]);
+				else if (!open_loop && scheduling && c->wait_ns <= now)
+					conn_start(t, epfd, c, now);
+				else if (!open_loop && scheduling && c->wait_ns < wake)
+					wake = c->wait_ns;
+			}
+			busy += c->busy;
+		}
+		bool more = open_loop ? scheduling || backlog.head < backlog.tail : scheduling;
+		if (!busy && !more)
+			break;
+
+		struct epoll_event events[64];
+		int timeout_ms = (int)((wake - now + 999999) / 1000000);
+		int n = epoll_wait(epfd, events, 64, timeout_ms > 0 ? timeout_ms : 0);
+		if (n < 0 && errno != EINTR) {
+			log_error("epoll_wait: %s", strerror(errno));
+			break;
+		}
+		for (int i = 0; i < n; i++) {
+			struct load_conn *c = events[i].data.ptr;
+			if (c->fd < 0)
+				continue;
+			if ((events[i].events & EPOLLOUT) && c->busy && c->out_sent < c->out_len)
+				conn_flush(t, epfd, c);
+			if (c->fd >= 0 && (events[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)))
+				conn_read(t, epfd, c);
 		}
 	}
-	client_close(&t->client);
+	for (int i = 0; i < t->nconns; i++)
+		conn_close(epfd, &t->conns[i]);
+	close(epfd);
+	free(backlog.due);
 	return NULL;
 }
 
@@ -280,7 +495,9 @@ static int parse_options(int argc, char **argv, struct load_options *o)
 		longopts[n] = (struct option){fl->name, fl->arg ? required_argument : no_argument, NULL, n};
 	longopts[n] = (struct option){0};
 
-	*o = (struct load_options){.connections = 32, .duration = 10, .skus = 10000};
+	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+	*o = (struct load_options){
+	    .connections = 32, .threads = cores > 0 ? (int)cores : 1, .duration = 10, .skus = 10000};
 	snprintf(o->url, sizeof(o->url), "http://127.0.0.1:8080");
 	snprintf(o->hot_sku, sizeof(o->hot_sku), "sku-hot");
 
@@ -298,6 +515,8 @@ static int parse_options(int argc, char **argv, struct load_options *o)
 			ok = snprintf(o->url, sizeof(o->url), "%s", optarg) < (int)sizeof(o->url);
 		else if (!strcmp(name, "connections"))
 			ok = parse_int(optarg, 1, LOAD_MAX_CONNECTIONS, &o->connections);
+		else if (!strcmp(name, "threads"))
+			ok = parse_int(optarg, 1, LOAD_MAX_CONNECTIONS, &o->threads);
 		else if (!strcmp(name, "duration"))
 			ok = parse_int(optarg, 1, LOAD_MAX_SECONDS, &o->duration);
 		else if (!strcmp(name, "warmup"))
@@ -392,7 +611,7 @@ static void print_results(const struct load_options *o, const struct load_result
 	for (int cls = 0; cls < LOAD_STATUS_MAX / 100; cls++) {
 		if (cls == 2)
 			continue;
-		for (int i = 0; i < o->connections; i++)
+		for (int i = 0; i < run.threads; i++)
 			if (threads[i].sample[cls][0]) {
 				printf("  first %dxx: %s\n", cls, threads[i].sample[cls]);
 				break;
@@ -516,7 +735,7 @@ static void progress(const struct load_options *o, struct load_thread *threads, 
 		     int second, bool tty)
 {
 	unsigned long done = 0, created = 0, s5 = 0, terr = 0;
-	for (int i = 0; i < o->connections; i++) {
+	for (int i = 0; i < run.threads; i++) {
 		done += atomic_load_explicit(&threads[i].done, memory_order_relaxed);
 		created += atomic_load_explicit(&threads[i].created, memory_order_relaxed);
 		s5 += atomic_load_explicit(&threads[i].server_errors, memory_order_relaxed);
@@ -544,6 +763,7 @@ int main(int argc, char **argv)
 {
 	struct load_options opt;
 	struct load_thread *threads = NULL;
+	struct load_conn *conns = NULL;
 	struct load_result *res = NULL;
 	json_t *json = NULL;
 	int started = 0;
@@ -561,9 +781,13 @@ int main(int argc, char **argv)
 	}
 	snprintf(opt.path, sizeof(opt.path), "/v1/checkout");
 
-	threads = calloc((size_t)opt.connections, sizeof(*threads));
+	snprintf(run.host, sizeof(run.host), "%s", host);
+	snprintf(run.port, sizeof(run.port), "%s", port);
+	run.threads = opt.threads < opt.connections ? opt.threads : opt.connections;
+	threads = calloc((size_t)run.threads, sizeof(*threads));
+	conns = calloc((size_t)opt.connections, sizeof(*conns));
 	res = calloc(1, sizeof(*res));
-	if (!threads || !res) {
+	if (!threads || !conns || !res) {
 		log_error("out of memory");
 		goto out;
 	}
@@ -577,12 +801,17 @@ int main(int argc, char **argv)
 	run.record_ns = run.start_ns + (int64_t)opt.warmup * 1000000000;
 	run.end_ns = run.start_ns + (int64_t)opt.duration * 1000000000;
 	run.interval_ns = opt.rate > 0 ? 1e9 / opt.rate : 0;
-	for (int i = 0; i < opt.connections; i++) {
+	for (int i = 0; i < opt.connections; i++)
+		conns[i].fd = -1;
+	for (int i = 0; i < run.threads; i++) {
 		struct load_thread *t = &threads[i];
 		t->index = i;
 		t->opt = &opt;
 		t->rng = seed + 0x9E3779B97F4A7C15ULL * (uint64_t)(i + 1);
-		client_init(&t->client, host, port);
+		/* connections split as evenly as they go */
+		int first = (int)((long)opt.connections * i / run.threads);
+		t->conns = conns + first;
+		t->nconns = (int)((long)opt.connections * (i + 1) / run.threads) - first;
 		hist_reset(&t->hist);
 		if (pthread_create(&t->tid, NULL, load_thread_main, t) != 0) {
 			log_error("could not start thread %d", i);
@@ -610,8 +839,9 @@ int main(int argc, char **argv)
 		hist_merge(&res->hist, &t->hist);
 		for (int s = 0; s < LOAD_STATUS_MAX; s++)
 			res->status[s] += t->status[s];
-		res->connects += t->client.connects;
 	}
+	for (int i = 0; i < opt.connections; i++)
+		res->connects += conns[i].connects;
 	res->created = res->status[201];
 	res->transport_errors = res->status[0];
 	for (int s = 500; s < LOAD_STATUS_MAX; s++)
@@ -641,6 +871,7 @@ int main(int argc, char **argv)
 out:
 	json_decref(json);
 	free(res);
+	free(conns);
 	free(threads);
 	return rc;
 }
