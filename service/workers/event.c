@@ -1,0 +1,215 @@
+/* event.c - see event.h. */
+#include "event.h"
+
+#include <ctype.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void set_err(char *err, size_t errlen, const char *msg)
+{
+	if (err && errlen)
+		snprintf(err, errlen, "%s", msg);
+}
+
+/* A header's value as a new NUL-terminated string, or NULL when absent. */
+static char *header_dup(rd_kafka_headers_t *headers, const char *name)
+{
+	const void *value = NULL;
+	size_t size = 0;
+	if (!headers ||
+	    rd_kafka_header_get_last(headers, name, &value, &size) != RD_KAFKA_RESP_ERR_NO_ERROR || !value)
+		return NULL;
+	if (memchr(value, '\0', size))
+		return NULL;
+	return strndup(value, size);
+}
+
+static bool is_uuid(const char *s)
+{
+	static const char shape[] = "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx";
+	if (strlen(s) != sizeof(shape) - 1)
+		return false;
+	for (size_t i = 0; shape[i]; i++) {
+		if (shape[i] == '-' ? s[i] != '-' : !isxdigit((unsigned char)s[i]))
+			return false;
+	}
+	return true;
+}
+
+/* No control characters (so no header injection), 1..max bytes. */
+static bool is_printable(const char *s, size_t max)
+{
+	size_t len = strlen(s);
+	if (len == 0 || len > max)
+		return false;
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (*p < 0x20 || *p == 0x7f)
+			return false;
+	}
+	return true;
+}
+
+static bool is_event_id(const char *s)
+{
+	size_t len = strlen(s);
+	if (len == 0 || len > 64)
+		return false;
+	for (const char *p = s; *p; p++) {
+		if (!isalnum((unsigned char)*p) && *p != '-')
+			return false;
+	}
+	return true;
+}
+
+/* Copy a required string member; false with err when missing or not a string. */
+static bool take_string(json_t *obj, const char *name, size_t max, char **out, char *err, size_t errlen)
+{
+	json_t *v = json_object_get(obj, name);
+	if (!json_is_string(v)) {
+		snprintf(err, errlen, "field \"%s\" is missing or not a string", name);
+		return false;
+	}
+	if (!is_printable(json_string_value(v), max)) {
+		snprintf(err, errlen, "field \"%s\" is empty, too long or has control characters", name);
+		return false;
+	}
+	*out = strdup(json_string_value(v));
+	if (!*out) {
+		set_err(err, errlen, "out of memory");
+		return false;
+	}
+	return true;
+}
+
+static bool take_int(json_t *obj, const char *name, long long min, long long max, long long *out, char *err,
+		     size_t errlen)
+{
+	json_t *v = json_object_get(obj, name);
+	if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max) {
+		snprintf(err, errlen, "field \"%s\" is missing or not a whole number in %lld..%lld", name,
+			 min, max);
+		return false;
+	}
+	*out = json_integer_value(v);
+	return true;
+}
+
+bool event_parse_parts(const void *value, size_t len, rd_kafka_headers_t *headers, struct order_event *ev,
+		       char *err, size_t errlen)
+{
+	json_t *root = NULL;
+	json_error_t jerr;
+	bool ok = false;
+	char why[256];
+
+	memset(ev, 0, sizeof(*ev));
+	ev->event_id = header_dup(headers, "ce_id");
+	ev->type = header_dup(headers, "ce_type");
+	if (!ev->event_id || !is_event_id(ev->event_id)) {
+		set_err(err, errlen, "header ce_id is missing or malformed");
+		goto out;
+	}
+	if (!ev->type) {
+		set_err(err, errlen, "header ce_type is missing");
+		goto out;
+	}
+	if (strcmp(ev->type, EVENT_TYPE_ORDER_ADMITTED) != 0) {
+		snprintf(why, sizeof(why), "unknown ce_type \"%.100s\"", ev->type);
+		set_err(err, errlen, why);
+		goto out;
+	}
+	if (!value || len == 0) {
+		set_err(err, errlen, "empty value");
+		goto out;
+	}
+	root = json_loadb(value, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!root) {
+		snprintf(why, sizeof(why), "value is not JSON: %s (at byte %d)", jerr.text, jerr.position);
+		set_err(err, errlen, why);
+		goto out;
+	}
+	if (!json_is_object(root)) {
+		set_err(err, errlen, "value is not a JSON object");
+		goto out;
+	}
+	if (!take_string(root, "order_id", 36, &ev->order_id, err, errlen) ||
+	    !take_string(root, "customer_id", 200, &ev->customer_id, err, errlen) ||
+	    !take_string(root, "email", 320, &ev->email, err, errlen) ||
+	    !take_string(root, "created_at", 64, &ev->created_at, err, errlen) ||
+	    !take_int(root, "total_cents", 0, 1000000000000000LL, &ev->total_cents, err, errlen))
+		goto out;
+	if (!is_uuid(ev->order_id)) {
+		set_err(err, errlen, "field \"order_id\" is not a UUID");
+		goto out;
+	}
+	json_t *items = json_object_get(root, "items");
+	if (!json_is_array(items) || json_array_size(items) == 0 || json_array_size(items) > 1000) {
+		set_err(err, errlen, "field \"items\" is missing, empty or not an array");
+		goto out;
+	}
+	ev->items = calloc(json_array_size(items), sizeof(*ev->items));
+	if (!ev->items) {
+		set_err(err, errlen, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < json_array_size(items); i++) {
+		json_t *it = json_array_get(items, i);
+		struct event_item *item = &ev->items[i];
+		long long q = 0;
+		ev->n_items = i + 1; /* so event_free sees the sku of a half-parsed item */
+		if (!json_is_object(it)) {
+			set_err(err, errlen, "an item is not an object");
+			goto out;
+		}
+		if (!take_string(it, "sku", 64, &item->sku, err, errlen) ||
+		    !take_int(it, "quantity", 1, 100000, &q, err, errlen) ||
+		    !take_int(it, "unit_price_cents", 0, 1000000000000LL, &item->unit_price_cents, err,
+			      errlen))
+			goto out;
+		item->quantity = (int)q;
+		ev->units += q;
+	}
+	ok = true;
+out:
+	json_decref(root);
+	return ok;
+}
+
+bool event_parse(const rd_kafka_message_t *msg, struct order_event *ev, char *err, size_t errlen)
+{
+	rd_kafka_headers_t *headers = NULL;
+	/* the headers stay owned by the message */
+	if (rd_kafka_message_headers(msg, &headers) != RD_KAFKA_RESP_ERR_NO_ERROR)
+		headers = NULL;
+	return event_parse_parts(msg->payload, msg->len, headers, ev, err, errlen);
+}
+
+void event_free(struct order_event *ev)
+{
+	if (!ev)
+		return;
+	for (size_t i = 0; i < ev->n_items && ev->items; i++)
+		free(ev->items[i].sku);
+	free(ev->items);
+	free(ev->event_id);
+	free(ev->type);
+	free(ev->order_id);
+	free(ev->customer_id);
+	free(ev->email);
+	free(ev->created_at);
+	memset(ev, 0, sizeof(*ev));
+}
+
+const char *event_money(long long cents, char *buf, size_t buflen)
+{
+	unsigned long long abs = cents < 0 ? 0ULL - (unsigned long long)cents : (unsigned long long)cents;
+	snprintf(buf, buflen, "%s%llu.%02llu", cents < 0 ? "-" : "", abs / 100, abs % 100);
+	return buf;
+}
+
+void event_short_id(const char *order_id, char out[9])
+{
+	snprintf(out, 9, "%s", order_id ? order_id : "?");
+}

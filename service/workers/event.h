@@ -1,0 +1,59 @@
+/* event.h - an "order.admitted" event as the workers read it off the topic.
+ *
+ * The shared contract: key = order id, value = the order JSON (the 201 body
+ * of POST /v1/checkout without "status"), CloudEvents 1.0 binary-mode
+ * headers ce_id, ce_type, ce_source, ce_time. Parsing lives here once, for
+ * the three workers and their tests.
+ */
+#ifndef CHECKOUT_WORKERS_EVENT_H
+#define CHECKOUT_WORKERS_EVENT_H
+
+#include <librdkafka/rdkafka.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#define EVENT_TYPE_ORDER_ADMITTED "order.admitted"
+
+struct event_item {
+	char *sku;
+	int quantity;
+	long long unit_price_cents;
+};
+
+struct order_event {
+	char *event_id; /* ce_id: letters, digits and '-' only (it names a file) */
+	char *type;	/* ce_type */
+	char *order_id; /* a UUID in text form */
+	char *customer_id;
+	char *email;
+	struct event_item *items;
+	size_t n_items;
+	long long total_cents;
+	char *created_at; /* RFC 3339, as sent */
+	long long units;  /* sum of the items' quantities */
+};
+
+/*
+ * Parse a consumed message into ev (zeroed first). Returns true when the
+ * message is a well-formed order.admitted event; otherwise false with the
+ * reason in err (not JSON, a missing or malformed field, an unknown
+ * ce_type). Strings are validated so they can go into a file name or a mail
+ * header safely. Call event_free(ev) whatever the result.
+ */
+bool event_parse(const rd_kafka_message_t *msg, struct order_event *ev, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+
+/* Same, from the parts of a message: headers may be NULL. */
+bool event_parse_parts(const void *value, size_t len, rd_kafka_headers_t *headers, struct order_event *ev,
+		       char *err, size_t errlen) __attribute__((warn_unused_result));
+
+/* Free what ev holds and zero it. Accepts NULL; safe to call twice. */
+void event_free(struct order_event *ev);
+
+/* Format cents as "1234.56" (with a '-' when negative) into buf; returns buf. */
+const char *event_money(long long cents, char *buf, size_t buflen);
+
+/* The first 8 characters of an order id, for log contexts. */
+void event_short_id(const char *order_id, char out[9]);
+
+#endif

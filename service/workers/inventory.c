@@ -1,0 +1,118 @@
+/* inventory.c - checkout-inventory: a downstream view of what was sold per SKU.
+ *
+ * Events carry quantities, not stock levels. The view (inventory.stock_view)
+ * counts units sold, orders seen and the last order time per SKU, and can be
+ * thrown away and rebuilt from the topic (--rebuild). For "stock now" and the
+ * low-stock warning it reads the catalogue's current stock of the SKU from
+ * public.products (read-only), in the same transaction: the stock crossed the
+ * threshold with this order when stock_now <= threshold < stock_now + quantity.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "checkout/log.h"
+#include "worker.h"
+
+static const struct db_stmt inventory_stmts[] = {
+    WORKER_COMMON_STMTS("inventory"),
+    {"inventory_view_add",
+     "INSERT INTO inventory.stock_view AS v (sku, units_sold, orders_seen, last_order_at) "
+     "VALUES ($1, $2::bigint, 1, $3::timestamptz) "
+     "ON CONFLICT (sku) DO UPDATE SET units_sold = v.units_sold + EXCLUDED.units_sold, "
+     "  orders_seen = v.orders_seen + 1, "
+     "  last_order_at = GREATEST(v.last_order_at, EXCLUDED.last_order_at) "
+     "RETURNING units_sold"},
+    {"inventory_catalogue_stock", "SELECT stock FROM public.products WHERE sku = $1"},
+    {NULL, NULL},
+};
+
+/* Append to a fixed buffer, never overflowing (a long line is cut). */
+static void append(char *buf, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void append(char *buf, size_t size, const char *fmt, ...)
+{
+	size_t used = strlen(buf);
+	if (used + 1 >= size)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf + used, size - used, fmt, ap);
+	va_end(ap);
+}
+
+static enum worker_result inventory_apply(struct worker *w, PGconn *conn, const struct order_event *ev,
+					  struct worker_report *rep)
+{
+	char line[sizeof(rep->line)] = "", warn[sizeof(rep->warn)] = "";
+	PGresult *res = NULL;
+	enum worker_result result = WORKER_FAILED;
+	int threshold = w->cfg.low_stock_threshold;
+
+	for (size_t i = 0; i < ev->n_items; i++) {
+		const struct event_item *it = &ev->items[i];
+		char qty[16];
+		snprintf(qty, sizeof(qty), "%d", it->quantity);
+		const char *add_params[] = {it->sku, qty, ev->created_at};
+		res = worker_exec(conn, "inventory_view_add", 3, add_params, rep);
+		if (!worker_res_ok(res))
+			goto out;
+		long long sold = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+		PQclear(res);
+
+		const char *stock_params[] = {it->sku};
+		res = worker_exec(conn, "inventory_catalogue_stock", 1, stock_params, rep);
+		if (!worker_res_ok(res))
+			goto out;
+		append(line, sizeof(line), "%s%s x%d, ", i ? "; " : "", it->sku, it->quantity);
+		if (PQntuples(res) == 0) {
+			append(line, sizeof(line), "stock unknown (not in the catalogue), %lld sold", sold);
+		} else {
+			long long now = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+			append(line, sizeof(line), "stock view now %lld (%lld sold)", now, sold);
+			if (now <= threshold && threshold < now + it->quantity)
+				append(warn, sizeof(warn), "%slow stock: %s down to %lld (threshold %d)",
+				       warn[0] ? "; " : "", it->sku, now, threshold);
+		}
+		PQclear(res);
+		res = NULL;
+	}
+	snprintf(rep->line, sizeof(rep->line), "%s", line);
+	snprintf(rep->warn, sizeof(rep->warn), "%s", warn);
+	result = WORKER_APPLIED;
+out:
+	PQclear(res);
+	return result;
+}
+
+static bool inventory_purge(PGconn *conn, char *err, size_t errlen)
+{
+	PGresult *res =
+	    PQexec(conn, "TRUNCATE inventory.stock_view, inventory.inbox, inventory.dead_letters");
+	bool ok = worker_res_ok(res);
+	if (!ok)
+		snprintf(err, errlen, "%.*s", (int)strcspn(PQresultErrorMessage(res), "\n"),
+			 PQresultErrorMessage(res));
+	PQclear(res);
+	return ok;
+}
+
+static bool inventory_start(struct worker *w)
+{
+	log_info("low-stock warning at %d units or fewer", w->cfg.low_stock_threshold);
+	return true;
+}
+
+static const struct worker_ops inventory_ops = {
+    .name = "inventory",
+    .stmts = inventory_stmts,
+    .start = inventory_start,
+    .apply = inventory_apply,
+    .purge = inventory_purge,
+};
+
+int main(int argc, char **argv)
+{
+	return worker_main(&inventory_ops, argc, argv);
+}

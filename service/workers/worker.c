@@ -1,0 +1,511 @@
+/* worker.c - the consumer loop of the three workers; see worker.h. */
+#include "worker.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "checkout/kafka.h"
+#include "checkout/log.h"
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	stop_requested = 1;
+}
+
+static void install_signals(void)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+}
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Sleep up to ms, returning early when a stop was requested. */
+static void nap(int ms)
+{
+	for (int slept = 0; slept < ms && !stop_requested; slept += 50)
+		usleep(50 * 1000);
+}
+
+PGresult *worker_exec(PGconn *conn, const char *stmt, int nparams, const char *const *params,
+		      struct worker_report *rep)
+{
+	PGresult *res = PQexecPrepared(conn, stmt, nparams, params, NULL, NULL, 0);
+	if (!worker_res_ok(res) && rep) {
+		const char *msg = res ? PQresultErrorMessage(res) : PQerrorMessage(conn);
+		snprintf(rep->line, sizeof(rep->line), "%s: %.*s", stmt, (int)strcspn(msg, "\n"), msg);
+		snprintf(rep->sqlstate, sizeof(rep->sqlstate), "%s", db_sqlstate(res));
+	}
+	return res;
+}
+
+bool worker_res_ok(const PGresult *res)
+{
+	ExecStatusType st = PQresultStatus(res);
+	return res && (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK);
+}
+
+bool worker_conn_broken(PGconn *conn, const PGresult *res)
+{
+	if (!conn || PQstatus(conn) != CONNECTION_OK)
+		return true;
+	const char *state = db_sqlstate(res);
+	/* 08: connection exception; 57P0x: the server is shutting down or restarting */
+	return !strncmp(state, "08", 2) || !strncmp(state, "57P0", 4);
+}
+
+/* The loop's own state beyond struct worker. */
+struct loop {
+	struct worker *w;
+	rd_kafka_t *rk;
+	char group[256];
+	bool db_down_logged;
+	/* --rebuild: which partitions reached their end since their last message */
+	bool rebuild;
+	int partitions;
+	bool *at_end;
+	long applied, duplicates, dead;
+	char last_retry[256]; /* the reason last logged for retrying the current message */
+};
+
+/* Connect (or reconnect) until it works or a stop is requested. Logs an
+ * outage once and its end once. Returns false only on a stop request. */
+static bool loop_db_ensure(struct loop *l)
+{
+	struct worker *w = l->w;
+	int backoff = 200;
+	char err[512];
+	const struct db_stmt *const tables[] = {w->ops->stmts, NULL};
+
+	if (w->conn && PQstatus(w->conn) == CONNECTION_OK)
+		return true;
+	if (w->conn && !l->db_down_logged) {
+		/* broken under a periodic query (tick), not under a message */
+		log_warn("database unreachable, retrying: %.*s", (int)strcspn(PQerrorMessage(w->conn), "\n"),
+			 PQerrorMessage(w->conn));
+		l->db_down_logged = true;
+	}
+	while (!stop_requested) {
+		PQfinish(w->conn);
+		w->conn = db_connect(w->cfg.database_url, tables, err, sizeof(err));
+		if (w->conn) {
+			if (l->db_down_logged)
+				log_info("database reachable again");
+			l->db_down_logged = false;
+			return true;
+		}
+		if (!l->db_down_logged)
+			log_warn("database unreachable, retrying: %s", err);
+		l->db_down_logged = true;
+		nap(backoff);
+		backoff = backoff * 2 > 5000 ? 5000 : backoff * 2;
+	}
+	return false;
+}
+
+/* Called when a statement failed: note the outage so the retry reconnects. */
+static void loop_db_failed(struct loop *l, const char *what)
+{
+	if (!l->db_down_logged)
+		log_warn("database unreachable, retrying: %s", what);
+	l->db_down_logged = true;
+	PQfinish(l->w->conn);
+	l->w->conn = NULL;
+}
+
+static bool loop_command(PGconn *conn, const char *sql, struct worker_report *rep)
+{
+	PGresult *res = PQexec(conn, sql);
+	bool ok = worker_res_ok(res);
+	if (!ok)
+		snprintf(rep->line, sizeof(rep->line), "%s: %.*s", sql,
+			 (int)strcspn(res ? PQresultErrorMessage(res) : PQerrorMessage(conn), "\n"),
+			 res ? PQresultErrorMessage(res) : PQerrorMessage(conn));
+	PQclear(res);
+	return ok;
+}
+
+enum outcome { OUTCOME_DONE, OUTCOME_RETRY, OUTCOME_STOPPED };
+
+/* Record a message we cannot apply. */
+static enum outcome loop_dead_letter(struct loop *l, const rd_kafka_message_t *m, const char *ctx,
+				     const char *reason)
+{
+	char partition[16], offset[32];
+	snprintf(partition, sizeof(partition), "%" PRId32, m->partition);
+	snprintf(offset, sizeof(offset), "%" PRId64, m->offset);
+	const char *params[] = {rd_kafka_topic_name(m->rkt), partition, offset, m->key, m->payload, reason};
+	const int lengths[] = {0, 0, 0, (int)m->key_len, (int)m->len, 0};
+	const int formats[] = {0, 0, 0, 1, 1, 0};
+
+	PGresult *res =
+	    PQexecPrepared(l->w->conn, "worker_dead_letter_insert", 6, params, lengths, formats, 0);
+	bool ok = worker_res_ok(res);
+	if (!ok && worker_conn_broken(l->w->conn, res)) {
+		loop_db_failed(l, PQerrorMessage(l->w->conn));
+		PQclear(res);
+		return OUTCOME_RETRY;
+	}
+	if (ok) {
+		l->dead++;
+		log_msg(LOG_WARN, ctx, "bad message skipped (recorded as dead letter): %s", reason);
+	} else {
+		log_msg(LOG_ERROR, ctx, "bad message skipped, and recording it failed: %s (%.*s)", reason,
+			(int)strcspn(PQresultErrorMessage(res), "\n"), PQresultErrorMessage(res));
+	}
+	PQclear(res);
+	return OUTCOME_DONE;
+}
+
+/* One attempt at applying a parsed event in one transaction. */
+static enum outcome loop_apply(struct loop *l, const rd_kafka_message_t *m, const struct order_event *ev,
+			       const char *ctx)
+{
+	struct worker *w = l->w;
+	PGconn *conn = w->conn;
+	struct worker_report rep = {{0}, {0}};
+	char partition[16], offset[32];
+	PGresult *res = NULL;
+	bool duplicate = false;
+
+	snprintf(partition, sizeof(partition), "%" PRId32, m->partition);
+	snprintf(offset, sizeof(offset), "%" PRId64, m->offset);
+	if (!loop_command(conn, "BEGIN", &rep))
+		goto failed;
+	const char *params[] = {ev->event_id, ev->order_id, partition, offset};
+	res = worker_exec(conn, "worker_inbox_insert", 4, params, &rep);
+	if (!worker_res_ok(res))
+		goto failed;
+	duplicate = PQntuples(res) == 0;
+	PQclear(res);
+	res = NULL;
+	if (!duplicate) {
+		enum worker_result wr = w->ops->apply(w, conn, ev, &rep);
+		if (wr == WORKER_RETRY) {
+			struct worker_report ignore;
+			(void)loop_command(conn, "ROLLBACK", &ignore);
+			/* one line per message and reason, not one per attempt */
+			bool repeated = !strncmp(l->last_retry, rep.line, sizeof(l->last_retry) - 1);
+			log_msg(repeated ? LOG_DEBUG : LOG_WARN, ctx, "cannot apply yet, retrying: %s",
+				rep.line);
+			snprintf(l->last_retry, sizeof(l->last_retry), "%.255s", rep.line);
+			nap(1000);
+			return OUTCOME_RETRY;
+		}
+		if (wr != WORKER_APPLIED)
+			goto failed;
+	}
+	if (!loop_command(conn, "COMMIT", &rep))
+		goto failed;
+
+	if (duplicate) {
+		l->duplicates++;
+		log_msg(LOG_INFO, ctx, "duplicate event %s skipped (already applied)", ev->event_id);
+	} else {
+		l->applied++;
+		log_msg(LOG_INFO, ctx, "%s", rep.line);
+		if (rep.warn[0])
+			log_msg(LOG_WARN, ctx, "%s", rep.warn);
+	}
+	return OUTCOME_DONE;
+
+failed:
+	PQclear(res);
+	if (worker_conn_broken(conn, NULL)) {
+		loop_db_failed(l, rep.line[0] ? rep.line : PQerrorMessage(conn));
+		return OUTCOME_RETRY;
+	}
+	struct worker_report ignore;
+	(void)loop_command(conn, "ROLLBACK", &ignore);
+	if (worker_conn_broken(conn, NULL)) {
+		loop_db_failed(l, rep.line);
+		return OUTCOME_RETRY;
+	}
+	/* a deadlock or serialization failure with another instance: just retry */
+	if (!strcmp(rep.sqlstate, "40001") || !strcmp(rep.sqlstate, "40P01")) {
+		log_msg(LOG_INFO, ctx, "retrying after a transient conflict: %s", rep.line);
+		return OUTCOME_RETRY;
+	}
+	char reason[1600];
+	snprintf(reason, sizeof(reason), "cannot apply: %s", rep.line[0] ? rep.line : "unknown error");
+	return loop_dead_letter(l, m, ctx, reason);
+}
+
+/*
+ * Handle one message until its effect (or its dead letter) is durable.
+ * Returns false only when a stop request interrupted it: the offset must
+ * then not be stored, and the message is redelivered on the next start.
+ */
+static bool loop_handle(struct loop *l, const rd_kafka_message_t *m)
+{
+	struct order_event ev;
+	char err[512], ctx[64], order[9];
+	bool parsed = event_parse(m, &ev, err, sizeof(err));
+
+	if (parsed) {
+		event_short_id(ev.order_id, order);
+		snprintf(ctx, sizeof(ctx), "order=%s p%" PRId32 "@%" PRId64, order, m->partition, m->offset);
+	} else {
+		snprintf(ctx, sizeof(ctx), "p%" PRId32 "@%" PRId64, m->partition, m->offset);
+	}
+	enum outcome o = OUTCOME_RETRY;
+	l->last_retry[0] = '\0';
+	while (o == OUTCOME_RETRY) {
+		if (!loop_db_ensure(l)) {
+			o = OUTCOME_STOPPED;
+			break;
+		}
+		o = parsed ? loop_apply(l, m, &ev, ctx) : loop_dead_letter(l, m, ctx, err);
+		if (o == OUTCOME_RETRY)
+			nap(200);
+	}
+	event_free(&ev);
+	return o == OUTCOME_DONE;
+}
+
+static void loop_store_offset(struct loop *l, const rd_kafka_message_t *m)
+{
+	rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(1);
+	if (!list)
+		return;
+	rd_kafka_topic_partition_list_add(list, rd_kafka_topic_name(m->rkt), m->partition)->offset =
+	    m->offset + 1;
+	rd_kafka_resp_err_t err = rd_kafka_offsets_store(l->rk, list);
+	if (err)
+		log_debug("storing offset p%" PRId32 "@%" PRId64 ": %s (partition revoked?)", m->partition,
+			  m->offset, rd_kafka_err2str(err));
+	rd_kafka_topic_partition_list_destroy(list);
+}
+
+static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts,
+			 void *opaque)
+{
+	(void)opaque;
+	char list[256] = "";
+	size_t used = 0;
+	for (int i = 0; i < parts->cnt && used < sizeof(list) - 16; i++)
+		used += (size_t)snprintf(list + used, sizeof(list) - used, "%s%" PRId32, i ? "," : "",
+					 parts->elems[i].partition);
+	if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+		log_info("joined the group: assigned partitions %s", parts->cnt ? list : "(none)");
+		rd_kafka_assign(rk, parts);
+	} else {
+		/* auto-commit commits the stored offsets of revoked partitions */
+		log_info("partitions %s revoked (rebalance)", parts->cnt ? list : "(none)");
+		rd_kafka_assign(rk, NULL);
+	}
+}
+
+/* The consumer, subscribed to the orders topic; NULL (logged) on failure. */
+static rd_kafka_t *loop_consumer(struct loop *l)
+{
+	const struct config *cfg = &l->w->cfg;
+	char err[512];
+	rd_kafka_conf_t *conf = kafka_conf_new(cfg);
+	rd_kafka_t *rk = NULL;
+
+	if (!conf)
+		return NULL;
+	if (!kafka_conf_set(conf, "group.id", l->group) ||
+	    !kafka_conf_set(conf, "auto.offset.reset", "earliest") ||
+	    !kafka_conf_set(conf, "enable.auto.commit", "true") ||
+	    !kafka_conf_set(conf, "enable.auto.offset.store", "false") ||
+	    !kafka_conf_set(conf, "auto.commit.interval.ms", "1000") ||
+	    !kafka_conf_set(conf, "session.timeout.ms", "6000") ||
+	    !kafka_conf_set(conf, "heartbeat.interval.ms", "500") ||
+	    !kafka_conf_set(conf, "enable.partition.eof", l->rebuild ? "true" : "false")) {
+		rd_kafka_conf_destroy(conf);
+		return NULL;
+	}
+	rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+	rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
+	if (!rk) {
+		rd_kafka_conf_destroy(conf);
+		log_error("cannot create the Kafka consumer: %s", err);
+		return NULL;
+	}
+	rd_kafka_poll_set_consumer(rk);
+	rd_kafka_topic_partition_list_t *subs = rd_kafka_topic_partition_list_new(1);
+	rd_kafka_topic_partition_list_add(subs, cfg->orders_topic, RD_KAFKA_PARTITION_UA);
+	rd_kafka_resp_err_t kerr = rd_kafka_subscribe(rk, subs);
+	rd_kafka_topic_partition_list_destroy(subs);
+	if (kerr) {
+		log_error("cannot subscribe to %s: %s", cfg->orders_topic, rd_kafka_err2str(kerr));
+		rd_kafka_destroy(rk);
+		return NULL;
+	}
+	return rk;
+}
+
+/* --rebuild: the partition count of the topic, waiting for the broker. */
+static int loop_partition_count(struct loop *l)
+{
+	rd_kafka_topic_t *topic = rd_kafka_topic_new(l->rk, l->w->cfg.orders_topic, NULL);
+	int count = 0;
+	while (topic && count == 0 && !stop_requested) {
+		const struct rd_kafka_metadata *md = NULL;
+		if (rd_kafka_metadata(l->rk, 0, topic, &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+			if (md->topic_cnt == 1 && !md->topics[0].err)
+				count = md->topics[0].partition_cnt;
+			rd_kafka_metadata_destroy(md);
+		}
+		if (count == 0)
+			nap(500);
+	}
+	if (topic)
+		rd_kafka_topic_destroy(topic);
+	return count;
+}
+
+/* --rebuild: purge the view and the inbox in one transaction. */
+static bool loop_purge(struct loop *l)
+{
+	struct worker_report rep = {{0}, {0}};
+	char err[512] = "";
+	while (loop_db_ensure(l)) {
+		PGconn *conn = l->w->conn;
+		if (loop_command(conn, "BEGIN", &rep) && l->w->ops->purge(conn, err, sizeof(err)) &&
+		    loop_command(conn, "COMMIT", &rep)) {
+			log_info("rebuild: view purged; replaying %s from the beginning as group %s",
+				 l->w->cfg.orders_topic, l->group);
+			return true;
+		}
+		if (!worker_conn_broken(conn, NULL)) {
+			log_error("rebuild: cannot purge the view: %s", err[0] ? err : rep.line);
+			return false;
+		}
+		loop_db_failed(l, err[0] ? err : rep.line);
+		nap(200);
+	}
+	return false;
+}
+
+static bool loop_rebuild_done(const struct loop *l)
+{
+	for (int i = 0; i < l->partitions; i++) {
+		if (!l->at_end[i])
+			return false;
+	}
+	return l->partitions > 0;
+}
+
+int worker_main(const struct worker_ops *ops, int argc, char **argv)
+{
+	struct worker w = {.ops = ops};
+	struct loop l = {.w = &w};
+	int status = EXIT_FAILURE;
+	bool started = false;
+
+	enum config_result r = config_load(&w.cfg, CONFIG_WORKER, ops->name, argc, argv);
+	if (r != CONFIG_OK) {
+		status = r == CONFIG_EXIT_OK ? EXIT_SUCCESS : EXIT_FAILURE;
+		goto out;
+	}
+	log_init(w.cfg.program, w.cfg.log_level, w.cfg.log_format);
+	install_signals();
+	if (ops->oneshot && ops->oneshot(&w, &status))
+		goto out;
+	if (w.cfg.rebuild && !ops->purge) {
+		log_error("--rebuild is only for checkout-inventory and checkout-analytics");
+		goto out;
+	}
+	if (w.cfg.metrics_listen[0])
+		log_warn("--metrics-listen is not served by the workers; their figures are in their tables");
+	if (ops->start && !ops->start(&w))
+		goto out;
+	started = true;
+
+	l.rebuild = w.cfg.rebuild;
+	if (w.cfg.group_id[0])
+		snprintf(l.group, sizeof(l.group), "%s", w.cfg.group_id);
+	else
+		snprintf(l.group, sizeof(l.group), "checkout-%s", ops->name);
+	if (l.rebuild) {
+		/* a fresh group has no committed offsets: it starts at the beginning */
+		size_t len = strlen(l.group);
+		snprintf(l.group + len, sizeof(l.group) - len, "-rebuild-%ld-%d", (long)time(NULL),
+			 (int)getpid());
+	}
+	if (!loop_db_ensure(&l)) {
+		status = EXIT_SUCCESS; /* stopped while waiting for the database */
+		goto out;
+	}
+	if (l.rebuild && !loop_purge(&l))
+		goto out;
+	l.rk = loop_consumer(&l);
+	if (!l.rk)
+		goto out;
+	if (l.rebuild) {
+		l.partitions = loop_partition_count(&l);
+		l.at_end = calloc((size_t)(l.partitions > 0 ? l.partitions : 1), sizeof(bool));
+		if (!l.at_end)
+			goto out;
+	}
+	log_info("consuming %s as group %s (brokers %s)", w.cfg.orders_topic, l.group, w.cfg.kafka_brokers);
+
+	long long next_tick = now_ms() + 1000;
+	while (!stop_requested) {
+		rd_kafka_message_t *m = rd_kafka_consumer_poll(l.rk, 200);
+		if (ops->tick && now_ms() >= next_tick) {
+			next_tick = now_ms() + 1000;
+			if (w.conn && PQstatus(w.conn) == CONNECTION_OK)
+				ops->tick(&w, w.conn);
+		}
+		if (!m)
+			continue;
+		if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+			if (l.rebuild && m->partition >= 0 && m->partition < l.partitions)
+				l.at_end[m->partition] = true;
+		} else if (m->err) {
+			/* broker outages arrive through kafka.c's error callback, logged once */
+			log_debug("consumer: %s", rd_kafka_message_errstr(m));
+		} else if (loop_handle(&l, m)) {
+			loop_store_offset(&l, m);
+			if (l.rebuild && m->partition >= 0 && m->partition < l.partitions)
+				l.at_end[m->partition] = false;
+		}
+		rd_kafka_message_destroy(m);
+		if (l.rebuild && loop_rebuild_done(&l)) {
+			log_info("rebuild done: %ld events applied, %ld duplicates, %ld dead letters",
+				 l.applied, l.duplicates, l.dead);
+			break;
+		}
+	}
+	status = EXIT_SUCCESS;
+out:
+	if (l.rk) {
+		/* commit what was stored, then leave the group at once */
+		rd_kafka_resp_err_t err = rd_kafka_commit(l.rk, NULL, 0);
+		if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
+			log_warn("final offset commit: %s", rd_kafka_err2str(err));
+		rd_kafka_consumer_close(l.rk);
+		rd_kafka_destroy(l.rk);
+		log_info("stopped: %ld applied, %ld duplicates skipped, %ld dead letters; offsets committed, "
+			 "left the group",
+			 l.applied, l.duplicates, l.dead);
+	}
+	if (started && ops->stop)
+		ops->stop(&w);
+	free(l.at_end);
+	PQfinish(w.conn);
+	config_free(&w.cfg);
+	return status;
+}

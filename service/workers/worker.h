@@ -1,0 +1,105 @@
+/* worker.h - the consumer loop shared by checkout-email, -inventory and -analytics.
+ *
+ * Each worker is a table of callbacks (struct worker_ops) around one loop:
+ * a librdkafka balanced consumer group reading the orders topic, one local
+ * PostgreSQL transaction per event that writes the event's ce_id into the
+ * worker's inbox table together with its effect, and the offset stored only
+ * after that transaction committed (at-least-once delivery,
+ * effectively-once effects). Bad messages go to the dead-letter table;
+ * database and broker outages are waited out; SIGTERM/SIGINT finish the
+ * current event, commit the offsets and leave the group.
+ */
+#ifndef CHECKOUT_WORKERS_WORKER_H
+#define CHECKOUT_WORKERS_WORKER_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+
+#include "checkout/config.h"
+#include "checkout/db.h"
+#include "event.h"
+
+/* The statements worker.c runs in every worker's own schema. */
+// clang-format off
+#define WORKER_COMMON_STMTS(schema)                                                                \
+	{"worker_inbox_insert",                                                                    \
+	 "INSERT INTO " schema ".inbox (event_id, order_id, partition, \"offset\") "                \
+	 "VALUES ($1, $2::uuid, $3::integer, $4::bigint) ON CONFLICT (event_id) DO NOTHING "      \
+	 "RETURNING event_id"},                                                                    \
+	{"worker_dead_letter_insert",                                                              \
+	 "INSERT INTO " schema ".dead_letters (topic, partition, \"offset\", key, value, reason) "  \
+	 "VALUES ($1, $2::integer, $3::bigint, $4::bytea, $5::bytea, $6) "                         \
+	 "ON CONFLICT (topic, partition, \"offset\") DO NOTHING"}
+// clang-format on
+
+enum worker_result {
+	WORKER_APPLIED, /* the effect is written; commit */
+	WORKER_FAILED,	/* roll back; retried if the connection broke, else dead-lettered */
+	WORKER_RETRY,	/* roll back; a passing problem (e.g. disk full): retry the same event */
+};
+
+/* What an apply callback did, logged by the loop after the commit. */
+struct worker_report {
+	char line[1536];  /* info: what it did ("sent confirmation to ..."); on failure, why */
+	char warn[512];	  /* optional warning line ("low stock ...") */
+	char sqlstate[6]; /* of the failed statement, set by worker_exec */
+};
+
+struct worker;
+
+struct worker_ops {
+	const char *name;	     /* "email": logs, config, default group "checkout-email" */
+	const struct db_stmt *stmts; /* NULL-terminated; include WORKER_COMMON_STMTS(schema) */
+	/*
+	 * Optional, after the configuration is loaded and before anything else.
+	 * Returns true to make the program exit at once with *status (for
+	 * example analytics --totals).
+	 */
+	bool (*oneshot)(struct worker *w, int *status);
+	/* Optional, once before consuming: set up state (e.g. the mail spool). False: exit 1. */
+	bool (*start)(struct worker *w);
+	/*
+	 * Apply ev's effect on conn inside the open transaction (the inbox row is
+	 * already written). Fill rep->line with what was done (or why it failed).
+	 */
+	enum worker_result (*apply)(struct worker *w, PGconn *conn, const struct order_event *ev,
+				    struct worker_report *rep);
+	/* Optional, about once a second while consuming, with a working connection. */
+	void (*tick)(struct worker *w, PGconn *conn);
+	/* Optional: --rebuild support; purge the view inside the open transaction. */
+	bool (*purge)(PGconn *conn, char *err, size_t errlen);
+	/* Optional: free state at exit. */
+	void (*stop)(struct worker *w);
+};
+
+struct worker {
+	const struct worker_ops *ops;
+	struct config cfg;
+	PGconn *conn;
+	void *state; /* the worker's own */
+};
+
+/*
+ * The whole program: load the configuration (CONFIG_WORKER, ops->name),
+ * start logging, connect, consume until SIGTERM/SIGINT (or, with --rebuild,
+ * until the end of every partition), then commit offsets and leave the
+ * group. Returns the process exit status.
+ */
+int worker_main(const struct worker_ops *ops, int argc, char **argv);
+
+/*
+ * Run a prepared statement with text parameters (NULL = SQL NULL). Returns
+ * the result (never NULL: an out-of-memory result has a fatal status); the
+ * caller PQclear()s it. Sets rep->line to the error when it failed and rep
+ * is not NULL.
+ */
+PGresult *worker_exec(PGconn *conn, const char *stmt, int nparams, const char *const *params,
+		      struct worker_report *rep) __attribute__((warn_unused_result));
+
+/* True when res is a success (rows or no rows). */
+bool worker_res_ok(const PGresult *res);
+
+/* True when the connection is unusable (broken, or the server going away). */
+bool worker_conn_broken(PGconn *conn, const PGresult *res);
+
+#endif

@@ -1,0 +1,594 @@
+/* The three workers against the real PostgreSQL and the embedded broker:
+ * every admitted order applied exactly once by each, however often it is
+ * delivered; poison messages dead-lettered; views equal to the database. */
+#define _GNU_SOURCE
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "orders.h"
+#include "smtp_sink.h"
+#include "testenv.h"
+
+enum { EMAIL, INVENTORY, ANALYTICS, N_WORKERS };
+static const char *const programs[N_WORKERS] = {"checkout-email", "checkout-inventory", "checkout-analytics"};
+static const char *const schemas[N_WORKERS] = {"email", "inventory", "analytics"};
+
+static struct testenv_proc broker, workers[N_WORKERS], oneshot;
+static struct smtp_sink *sink;
+
+struct env {
+	char *db;
+	PGconn *conn;
+	char bootstrap[256];
+	char spool[512];
+	rd_kafka_t *producer;
+};
+static struct env env;
+
+static void teardown(void)
+{
+	for (int i = 0; i < N_WORKERS; i++)
+		testenv_stop(&workers[i], SIGKILL);
+	testenv_stop(&oneshot, SIGKILL);
+	smtp_sink_stop(sink);
+	sink = NULL;
+	if (env.producer)
+		rd_kafka_destroy(env.producer);
+	PQfinish(env.conn);
+	free(env.db);
+	memset(&env, 0, sizeof(env));
+	testenv_stop(&broker, SIGTERM);
+}
+
+TestSuite(workers, .fini = teardown, .timeout = 180);
+
+/* A broker, a fresh database with the catalogue, a producer, an empty spool. */
+static void env_start(void)
+{
+	static int counter;
+	snprintf(env.bootstrap, sizeof(env.bootstrap), "%s", testenv_broker_start(&broker));
+	env.db = testenv_db_new();
+	env.conn = testenv_db_connect(env.db);
+	orders_seed_products(env.conn, 1000);
+	env.producer = orders_producer_new(env.bootstrap);
+	mkdir(CHECKOUT_TEST_TMP, 0755);
+	snprintf(env.spool, sizeof(env.spool), "%s/mail-%d-%d", CHECKOUT_TEST_TMP, (int)getpid(), ++counter);
+}
+
+/* Start one worker with the test's database, broker and spool. */
+static void spawn_worker(int which, const char *const *args, const char *extra_env)
+{
+	char db[256], brokers[300], spool[600];
+	snprintf(db, sizeof(db), "DATABASE_URL=%s", env.db);
+	snprintf(brokers, sizeof(brokers), "KAFKA_BROKERS=%s", env.bootstrap);
+	snprintf(spool, sizeof(spool), "MAIL_SPOOL=%s", env.spool);
+	const char *e[] = {db, brokers, spool, "SUMMARY_SECONDS=1", extra_env, NULL};
+	testenv_spawn(&workers[which], programs[which], args, e);
+}
+
+/* Run tmpl with every '@' replaced by the schema name. */
+static long query(const char *tmpl, const char *schema)
+{
+	char sql[1024];
+	size_t used = 0;
+	for (const char *p = tmpl; *p && used < sizeof(sql) - 64; p++) {
+		if (*p == '@')
+			used += (size_t)snprintf(sql + used, sizeof(sql) - used, "%s", schema);
+		else
+			sql[used++] = *p;
+	}
+	sql[used] = '\0';
+	return testenv_query_long(env.conn, sql);
+}
+
+/* Poll until the query's value reaches want (or 30 s pass); returns the last value. */
+static long wait_value(const char *fmt, const char *schema, long want)
+{
+	long v = -1;
+	for (int waited = 0; waited < 30000; waited += 50) {
+		v = query(fmt, schema);
+		if (v == want)
+			break;
+		testenv_sleep_ms(50);
+	}
+	return v;
+}
+
+/* Poll until the log has want lines containing needle; returns the last count. */
+static int wait_log_count(const struct testenv_proc *p, const char *needle, int want)
+{
+	int n = 0;
+	for (int waited = 0; waited < 20000; waited += 50) {
+		n = testenv_count_log(p, needle);
+		if (n >= want)
+			break;
+		testenv_sleep_ms(50);
+	}
+	return n;
+}
+
+/* Lines saying an order was applied (not skipped, not a warning). */
+static int applied_lines(const struct testenv_proc *p)
+{
+	return testenv_count_log(p, "order=") - testenv_count_log(p, "duplicate event") -
+	       testenv_count_log(p, "low stock");
+}
+
+static void make_orders(struct test_order *orders, int n, int first, bool insert)
+{
+	for (int i = 0; i < n; i++) {
+		orders_make(&orders[i], first + i);
+		if (insert)
+			orders_insert(env.conn, &orders[i]);
+	}
+}
+
+/* The inventory view equals what the checkout database says was sold. */
+static void expect_inventory_equals_database(void)
+{
+	cr_expect_eq(testenv_query_long(
+			 env.conn,
+			 "SELECT count(*) FROM ("
+			 " (SELECT sku, sum(quantity)::bigint, count(*)::bigint FROM order_lines GROUP BY sku"
+			 "  EXCEPT SELECT sku, units_sold, orders_seen FROM inventory.stock_view)"
+			 " UNION ALL"
+			 " (SELECT sku, units_sold, orders_seen FROM inventory.stock_view"
+			 "  EXCEPT SELECT sku, sum(quantity)::bigint, count(*)::bigint FROM order_lines"
+			 "  GROUP BY sku)) AS diff"),
+		     0, "inventory.stock_view (units_sold, orders_seen) per SKU equals order_lines");
+	cr_expect_gt(testenv_query_long(env.conn, "SELECT count(*) FROM inventory.stock_view"), 0);
+}
+
+/* The analytics figures equal the sums of the admitted orders. */
+static void expect_analytics_equals_database(void)
+{
+	long orders = testenv_query_long(env.conn, "SELECT count(*) FROM orders");
+	long revenue = testenv_query_long(env.conn, "SELECT sum(total_cents) FROM orders");
+	long units = testenv_query_long(env.conn, "SELECT sum(quantity) FROM order_lines");
+	cr_expect_eq(testenv_query_long(env.conn, "SELECT orders FROM analytics.totals"), orders);
+	cr_expect_eq(testenv_query_long(env.conn, "SELECT revenue_cents FROM analytics.totals"), revenue);
+	cr_expect_eq(testenv_query_long(env.conn, "SELECT units FROM analytics.totals"), units);
+	cr_expect_eq(testenv_query_long(env.conn, "SELECT sum(orders) FROM analytics.minutes"), orders);
+	cr_expect_eq(testenv_query_long(env.conn, "SELECT sum(revenue_cents) FROM analytics.minutes"),
+		     revenue);
+	cr_expect_eq(testenv_query_long(env.conn, "SELECT sum(units) FROM analytics.skus"), units);
+	cr_expect_eq(testenv_query_long(env.conn, "SELECT sum(revenue_cents) FROM analytics.skus"), revenue);
+}
+
+static int count_spool_files(void)
+{
+	int n = 0;
+	DIR *d = opendir(env.spool);
+	if (!d)
+		return 0;
+	for (struct dirent *e; (e = readdir(d));)
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+static char *slurp(const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return NULL;
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *mem = open_memstream(&buf, &len);
+	char chunk[4096];
+	for (size_t n; (n = fread(chunk, 1, sizeof(chunk), f)) > 0;)
+		fwrite(chunk, 1, n, mem);
+	fclose(mem);
+	fclose(f);
+	return buf;
+}
+
+/* Every order's confirmation is in the spool, addressed and totalled. */
+static void expect_confirmations(const struct test_order *orders, int n)
+{
+	cr_expect_eq(count_spool_files(), n, "one message file per order in %s", env.spool);
+	for (int i = 0; i < n; i++) {
+		char path[700], to[100], total[64];
+		snprintf(path, sizeof(path), "%s/%s.eml", env.spool, orders[i].event_id);
+		char *text = slurp(path);
+		cr_assert(text, "confirmation %s exists", path);
+		snprintf(to, sizeof(to), "To: <%s>\r\n", orders[i].email);
+		snprintf(total, sizeof(total), " %lld.%02lld", orders[i].total_cents / 100,
+			 orders[i].total_cents % 100);
+		cr_expect(strstr(text, to), "%s is addressed to %s", path, orders[i].email);
+		cr_expect(strstr(text, "\r\n\r\n"), "%s has a header and a body", path);
+		/* the "Total" line ends with the order's total */
+		const char *line = strstr(text, "Total ");
+		size_t len = line ? strcspn(line, "\r") : 0;
+		cr_expect(line && len >= strlen(total) &&
+			      !strncmp(line + len - strlen(total), total, strlen(total)),
+			  "%s shows the total%s", path, total);
+		cr_expect(strstr(text, orders[i].order_id), "%s names the order", path);
+		free(text);
+	}
+}
+
+/* Every line of a JSON-format log is a JSON object; counts those whose msg has needle. */
+static int count_json_lines(const struct testenv_proc *p, const char *needle)
+{
+	char *text = slurp(p->log_path), *save = NULL;
+	int n = 0;
+	cr_assert(text);
+	for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		json_t *j = json_loads(line, 0, NULL);
+		cr_expect(json_is_object(j), "a JSON log line: %s", line);
+		const char *msg = json_string_value(json_object_get(j, "msg"));
+		const char *ctx = json_string_value(json_object_get(j, "context"));
+		if (msg && strstr(msg, needle) && ctx && !strncmp(ctx, "order=", 6))
+			n++;
+		json_decref(j);
+	}
+	free(text);
+	return n;
+}
+
+Test(workers, each_worker_applies_every_order_exactly_once_when_every_event_is_delivered_twice)
+{
+	enum { N = 24 };
+	struct test_order orders[N];
+	env_start();
+	make_orders(orders, N, 0, true);
+	/* every event twice: the second copy follows the first on the same partition */
+	for (int copy = 0; copy < 2; copy++)
+		for (int i = 0; i < N; i++)
+			orders_produce(env.producer, &orders[i]);
+	orders_flush(env.producer);
+
+	spawn_worker(EMAIL, NULL, "LOG_FORMAT=json");
+	spawn_worker(INVENTORY, NULL, "LOW_STOCK_THRESHOLD=990");
+	spawn_worker(ANALYTICS, NULL, NULL);
+	for (int w = 0; w < N_WORKERS; w++)
+		cr_assert_eq(wait_value("SELECT count(*) FROM @.inbox", schemas[w], N), N,
+			     "%s applied every event", programs[w]);
+	for (int w = 0; w < N_WORKERS; w++)
+		cr_expect_eq(wait_log_count(&workers[w], "duplicate event", N), N,
+			     "%s logged each second copy as a duplicate", programs[w]);
+
+	expect_confirmations(orders, N);
+	cr_expect_eq(testenv_query_long(env.conn, "SELECT count(*) FROM email.sent"), N);
+	expect_inventory_equals_database();
+	expect_analytics_equals_database();
+
+	/* one readable line per order */
+	cr_expect_eq(count_json_lines(&workers[EMAIL], "sent confirmation to customer"), N);
+	cr_expect_eq(testenv_count_log(&workers[INVENTORY], "stock view now"), N);
+	cr_expect_eq(testenv_count_log(&workers[ANALYTICS], "running: "), N);
+	char needle[128];
+	snprintf(needle, sizeof(needle), "order=%.8s p", orders[0].order_id);
+	cr_expect_eq(testenv_count_log(&workers[INVENTORY], needle), 2, "applied once, skipped once: %s",
+		     needle);
+	cr_expect(testenv_wait_log(&workers[ANALYTICS], "last 1 s:", 5000), "analytics logs a summary line");
+	cr_expect_eq(testenv_count_log(&workers[INVENTORY], "low stock"), 0, "no SKU crossed 990 yet");
+
+	/* an order takes sku-2 from 992 to 989: across the threshold of 990 */
+	struct test_order low;
+	orders_make(&low, 1);
+	low.n_items = 1;
+	low.items[0].quantity = 3;
+	low.units = 3;
+	low.total_cents = 3 * low.items[0].unit_price_cents;
+	cr_assert_str_eq(low.items[0].sku, "sku-2");
+	testenv_exec(env.conn, "UPDATE products SET stock = 992 WHERE sku = 'sku-2'");
+	orders_insert(env.conn, &low);
+	orders_produce(env.producer, &low);
+	orders_flush(env.producer);
+	cr_expect(
+	    testenv_wait_log(&workers[INVENTORY], "low stock: sku-2 down to 989 (threshold 990)", 20000),
+	    "the inventory log warns once the stock crosses the threshold");
+	for (int w = 0; w < N_WORKERS; w++)
+		cr_expect_eq(wait_value("SELECT count(*) FROM @.inbox", schemas[w], N + 1), N + 1);
+
+	/* SIGTERM: finish, commit, leave the group, exit 0 */
+	for (int w = 0; w < N_WORKERS; w++) {
+		cr_expect_eq(testenv_stop(&workers[w], SIGTERM), 0, "%s exits 0 on SIGTERM", programs[w]);
+		cr_expect_eq(testenv_count_log(&workers[w], "left the group"), 1);
+	}
+
+	/* --totals prints the figures and exits 0 */
+	char db[256];
+	snprintf(db, sizeof(db), "DATABASE_URL=%s", env.db);
+	const char *args[] = {"--totals", NULL}, *e[] = {db, NULL};
+	testenv_spawn(&oneshot, "checkout-analytics", args, e);
+	int status = -1;
+	for (int i = 0; i < 500 && !testenv_exited(&oneshot, &status); i++)
+		testenv_sleep_ms(20);
+	cr_expect_eq(status, 0, "checkout-analytics --totals exits 0");
+	snprintf(needle, sizeof(needle), "orders   %d", N + 1);
+	cr_expect_eq(testenv_count_log(&oneshot, needle), 1, "--totals prints '%s'", needle);
+	cr_expect_eq(testenv_count_log(&oneshot, "sku-"), ORDERS_SKUS, "--totals lists the SKUs");
+}
+
+Test(workers, a_worker_killed_before_storing_offsets_applies_each_order_once_after_restart)
+{
+	enum { N = 40, FIRST = 30 };
+	struct test_order orders[N];
+	long before[N_WORKERS];
+	env_start();
+	make_orders(orders, N, 100, true);
+	for (int i = 0; i < FIRST; i++)
+		orders_produce(env.producer, &orders[i]);
+	orders_flush(env.producer);
+
+	spawn_worker(EMAIL, NULL, NULL);
+	spawn_worker(INVENTORY, NULL, NULL);
+	spawn_worker(ANALYTICS, NULL, NULL);
+	/* kill as soon as they are busy: the offsets of what they applied are
+	 * committed at most once a second, so some are not yet */
+	for (int w = 0; w < N_WORKERS; w++) {
+		char sql[128];
+		snprintf(sql, sizeof(sql), "SELECT count(*) >= 5 FROM %s.inbox", schemas[w]);
+		long v = 0;
+		for (int waited = 0; waited < 30000 && v == 0; waited += 10) {
+			PGresult *res = PQexec(env.conn, sql);
+			v = PQresultStatus(res) == PGRES_TUPLES_OK && !strcmp(PQgetvalue(res, 0, 0), "t");
+			PQclear(res);
+			if (!v)
+				testenv_sleep_ms(10);
+		}
+		cr_assert(v, "%s started applying", programs[w]);
+		testenv_stop(&workers[w], SIGKILL);
+		before[w] = query("SELECT count(*) FROM @.inbox", schemas[w]);
+	}
+	for (int i = FIRST; i < N; i++)
+		orders_produce(env.producer, &orders[i]);
+	orders_flush(env.producer);
+
+	struct testenv_proc first[N_WORKERS];
+	memcpy(first, workers, sizeof(first));
+	spawn_worker(EMAIL, NULL, NULL);
+	spawn_worker(INVENTORY, NULL, NULL);
+	spawn_worker(ANALYTICS, NULL, NULL);
+	for (int w = 0; w < N_WORKERS; w++)
+		cr_assert_eq(wait_value("SELECT count(*) FROM @.inbox", schemas[w], N), N,
+			     "%s applied every event", programs[w]);
+	int redelivered = 0;
+	for (int w = 0; w < N_WORKERS; w++) {
+		/* the second run applies exactly what the first had not committed
+		 * (its line is written just after the commit: give the last one a moment) */
+		int applied = 0;
+		for (int waited = 0; waited < 10000; waited += 50) {
+			applied = applied_lines(&workers[w]);
+			if (applied >= N - before[w])
+				break;
+			testenv_sleep_ms(50);
+		}
+		cr_expect_eq(applied, N - before[w], "%s: %ld applied before the kill, the rest after",
+			     programs[w], before[w]);
+		/* a kill between the commit and its log line loses at most that line */
+		int first_applied = applied_lines(&first[w]);
+		cr_expect(first_applied == before[w] || first_applied == before[w] - 1,
+			  "%s: %d lines for %ld applied before the kill", programs[w], first_applied,
+			  before[w]);
+		redelivered += testenv_count_log(&workers[w], "duplicate event");
+	}
+	cr_log_info("events redelivered after the SIGKILL and skipped as duplicates: %d", redelivered);
+	cr_expect_gt(redelivered, 0, "the kill came before some offsets were committed");
+	expect_confirmations(orders, N);
+	expect_inventory_equals_database();
+	expect_analytics_equals_database();
+}
+
+Test(workers, poison_messages_are_dead_lettered_and_the_events_after_them_applied)
+{
+	enum { N = 4, BAD = 4 };
+	struct test_order orders[N], bad_time;
+	char bad_ids[BAD][37];
+	env_start();
+	make_orders(orders, N, 200, true);
+	for (int i = 0; i < BAD; i++)
+		orders_uuid(bad_ids[i]);
+	/* well-formed to the parser, refused by the database: the time is no time */
+	orders_make(&bad_time, 250);
+	snprintf(bad_time.created_at, sizeof(bad_time.created_at), "the day after tomorrow");
+	char *bad_time_json = orders_json(&bad_time);
+	/* one key for all: one partition, so the good ones come after the bad ones */
+	const char *key = "00000000-0000-4000-8000-000000000001";
+	char *good[N];
+	for (int i = 0; i < N; i++)
+		good[i] = orders_json(&orders[i]);
+	orders_produce_raw(env.producer, key, good[0], orders[0].event_id, "order.admitted");
+	orders_produce_raw(env.producer, key, "this is { not JSON", bad_ids[0], "order.admitted");
+	orders_produce_raw(env.producer, key, good[1], orders[1].event_id, "order.admitted");
+	orders_produce_raw(env.producer, key, "{\"order_id\":\"00000000-0000-4000-8000-000000000001\"}",
+			   bad_ids[1], "order.admitted");
+	orders_produce_raw(env.producer, key, good[2], orders[2].event_id, "order.admitted");
+	orders_produce_raw(env.producer, key, good[2], bad_ids[2], "order.cancelled");
+	orders_produce_raw(env.producer, key, bad_time_json, bad_ids[3], "order.admitted");
+	orders_produce_raw(env.producer, key, good[3], orders[3].event_id, "order.admitted");
+	orders_flush(env.producer);
+	for (int i = 0; i < N; i++)
+		free(good[i]);
+	free(bad_time_json);
+
+	for (int w = 0; w < N_WORKERS; w++)
+		spawn_worker(w, NULL, NULL);
+	for (int w = 0; w < N_WORKERS; w++) {
+		cr_assert_eq(wait_value("SELECT count(*) FROM @.inbox", schemas[w], N), N,
+			     "%s applied the good ones", programs[w]);
+		cr_expect_eq(wait_value("SELECT count(*) FROM @.dead_letters", schemas[w], BAD), BAD,
+			     "%s recorded a dead letter for each bad message", programs[w]);
+		cr_expect_eq(
+		    query("SELECT count(*) FROM @.dead_letters WHERE value = 'this is { not JSON'::bytea "
+			  "AND reason LIKE '%not JSON%' AND key = "
+			  "convert_to('00000000-0000-4000-8000-000000000001', 'UTF8')",
+			  schemas[w]),
+		    1, "%s kept the raw bytes of the non-JSON message", programs[w]);
+		cr_expect_eq(
+		    query("SELECT count(*) FROM @.dead_letters WHERE reason LIKE '%unknown ce_type%'",
+			  schemas[w]),
+		    1);
+		cr_expect_eq(
+		    query("SELECT count(*) FROM @.dead_letters WHERE reason LIKE '%missing%'", schemas[w]),
+		    1);
+		cr_expect_eq(query("SELECT count(*) FROM @.dead_letters WHERE reason LIKE 'cannot apply: %'"
+				   " AND reason LIKE '%the day after tomorrow%'",
+				   schemas[w]),
+			     1, "%s dead-lettered the event the database refused, with its reason",
+			     programs[w]);
+		cr_expect_eq(wait_log_count(&workers[w], "dead letter", BAD), BAD,
+			     "%s logged each bad message", programs[w]);
+		cr_expect(!testenv_exited(&workers[w], NULL), "%s is still running", programs[w]);
+	}
+	/* the log names where the bad message sits: pP@OFFSET */
+	long partition = testenv_query_long(env.conn, "SELECT min(partition) FROM email.dead_letters");
+	long offset = testenv_query_long(env.conn, "SELECT min(\"offset\") FROM email.dead_letters");
+	char where[64];
+	snprintf(where, sizeof(where), "p%ld@%ld bad message skipped", partition, offset);
+	cr_expect_eq(testenv_count_log(&workers[EMAIL], where), 1, "the log says %s", where);
+	expect_confirmations(orders, N);
+	expect_analytics_equals_database();
+}
+
+Test(workers, inventory_and_analytics_rebuilds_end_equal_to_the_database)
+{
+	enum { N = 30 };
+	struct test_order orders[N];
+	env_start();
+	make_orders(orders, N, 300, true);
+	for (int copy = 0; copy < 2; copy++)
+		for (int i = 0; i < N; i++)
+			orders_produce(env.producer, &orders[i]);
+	orders_flush(env.producer);
+
+	spawn_worker(INVENTORY, NULL, NULL);
+	spawn_worker(ANALYTICS, NULL, NULL);
+	cr_assert_eq(wait_value("SELECT count(*) FROM @.inbox", "inventory", N), N);
+	cr_assert_eq(wait_value("SELECT count(*) FROM @.inbox", "analytics", N), N);
+	cr_assert_eq(testenv_stop(&workers[INVENTORY], SIGTERM), 0);
+	cr_assert_eq(testenv_stop(&workers[ANALYTICS], SIGTERM), 0);
+	expect_inventory_equals_database();
+	expect_analytics_equals_database();
+
+	/* the views are thrown away (and damaged for good measure), then rebuilt */
+	testenv_exec(env.conn, "UPDATE inventory.stock_view SET units_sold = units_sold + 7");
+	testenv_exec(env.conn, "DELETE FROM inventory.stock_view WHERE sku = 'sku-1'");
+	testenv_exec(env.conn, "UPDATE analytics.totals SET orders = 1, revenue_cents = 5");
+	testenv_exec(env.conn, "DELETE FROM analytics.skus WHERE sku = 'sku-2'");
+	const char *args[] = {"--rebuild", NULL};
+	spawn_worker(INVENTORY, args, NULL);
+	spawn_worker(ANALYTICS, args, NULL);
+	for (int w = INVENTORY; w <= ANALYTICS; w++) {
+		int status = -1;
+		for (int i = 0; i < 1500 && !testenv_exited(&workers[w], &status); i++)
+			testenv_sleep_ms(20);
+		cr_assert_eq(status, 0, "--rebuild ends by itself with 0; see %s", workers[w].log_path);
+		cr_expect_eq(testenv_count_log(&workers[w], "rebuild done"), 1);
+		cr_expect_eq(testenv_count_log(&workers[w], "duplicate event"), N,
+			     "the second copies are skipped");
+	}
+	expect_inventory_equals_database();
+	expect_analytics_equals_database();
+	cr_expect_eq(testenv_query_long(env.conn, "SELECT count(*) FROM inventory.inbox"), N);
+	cr_expect_eq(testenv_query_long(env.conn, "SELECT count(*) FROM analytics.inbox"), N);
+
+	/* the email worker has no view to rebuild: it says so */
+	spawn_worker(EMAIL, args, NULL);
+	int status = -1;
+	for (int i = 0; i < 500 && !testenv_exited(&workers[EMAIL], &status); i++)
+		testenv_sleep_ms(20);
+	cr_expect_eq(status, 1);
+	cr_expect_eq(testenv_count_log(&workers[EMAIL], "--rebuild is only for"), 1);
+}
+
+Test(workers, a_database_outage_is_waited_out_and_the_same_event_retried)
+{
+	enum { N = 10 };
+	struct test_order orders[N];
+	env_start();
+	make_orders(orders, N, 400, true);
+	for (int i = 0; i < N / 2; i++)
+		orders_produce(env.producer, &orders[i]);
+	orders_flush(env.producer);
+	spawn_worker(ANALYTICS, NULL, NULL);
+	cr_assert_eq(wait_value("SELECT count(*) FROM @.inbox", "analytics", N / 2), N / 2);
+
+	/* cut the worker's database connection under it */
+	cr_assert_gt(testenv_query_long(env.conn,
+					"SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+					"WHERE datname = current_database() AND pid <> pg_backend_pid()"),
+		     0);
+	for (int i = N / 2; i < N; i++)
+		orders_produce(env.producer, &orders[i]);
+	orders_flush(env.producer);
+	cr_assert_eq(wait_value("SELECT count(*) FROM @.inbox", "analytics", N), N);
+	cr_expect(testenv_wait_log(&workers[ANALYTICS], "database unreachable, retrying", 1000));
+	cr_expect_eq(testenv_count_log(&workers[ANALYTICS], "database reachable again"), 1);
+	cr_expect_eq(wait_log_count(&workers[ANALYTICS], "running: ", N), N);
+	expect_analytics_equals_database();
+}
+
+Test(workers, a_broker_outage_is_waited_out_and_nothing_is_lost)
+{
+	enum { N = 10 };
+	struct test_order orders[N];
+	env_start();
+	make_orders(orders, N, 500, true);
+	for (int i = 0; i < N / 2; i++)
+		orders_produce(env.producer, &orders[i]);
+	orders_flush(env.producer);
+	spawn_worker(INVENTORY, NULL, NULL);
+	cr_assert_eq(wait_value("SELECT count(*) FROM @.inbox", "inventory", N / 2), N / 2);
+
+	kill(broker.pid, SIGUSR1); /* every broker down */
+	cr_expect(testenv_wait_log(&workers[INVENTORY], "WARN  inventory kafka", 30000),
+		  "the worker logs that the broker is unreachable");
+	for (int i = N / 2; i < N; i++)
+		orders_produce(env.producer, &orders[i]); /* queued in the producer meanwhile */
+	testenv_sleep_ms(500);
+	cr_expect(!testenv_exited(&workers[INVENTORY], NULL), "the worker keeps waiting");
+	kill(broker.pid, SIGUSR2);
+	orders_flush(env.producer);
+	cr_assert_eq(wait_value("SELECT count(*) FROM @.inbox", "inventory", N), N);
+	expect_inventory_equals_database();
+	cr_expect_eq(wait_log_count(&workers[INVENTORY], "stock view now", N), N);
+	cr_expect_eq(testenv_stop(&workers[INVENTORY], SIGTERM), 0);
+}
+
+Test(workers, email_also_delivers_by_smtp_and_retries_a_temporary_refusal)
+{
+	enum { N = 5, REFUSALS = 2 };
+	struct test_order orders[N];
+	int port = 0;
+	char url[64];
+	env_start();
+	make_orders(orders, N, 600, true);
+	for (int i = 0; i < N; i++)
+		orders_produce(env.producer, &orders[i]);
+	orders_flush(env.producer);
+	sink = smtp_sink_start(&port, REFUSALS);
+	snprintf(url, sizeof(url), "SMTP_URL=smtp://127.0.0.1:%d", port);
+	spawn_worker(EMAIL, NULL, url);
+
+	cr_assert_eq(wait_value("SELECT count(*) FROM @.inbox", "email", N), N);
+	cr_expect_eq(smtp_sink_count(sink), N, "one SMTP message per order");
+	for (int i = 0; i < N; i++) {
+		char id[100], rcpt[100];
+		snprintf(id, sizeof(id), "Message-ID: <%s@checkout.example>", orders[i].event_id);
+		snprintf(rcpt, sizeof(rcpt), "RCPT <%s>\n", orders[i].email);
+		int found = 0;
+		for (int m = 0; m < smtp_sink_count(sink); m++) {
+			char *text = smtp_sink_message(sink, m);
+			found += text && strstr(text, id) && !strncmp(text, rcpt, strlen(rcpt));
+			free(text);
+		}
+		cr_expect_eq(found, 1, "the SMTP server got %s for %s once", id, orders[i].email);
+	}
+	/* the first order was refused REFUSALS times and retried until accepted: one line says so */
+	cr_expect_eq(testenv_count_log(&workers[EMAIL], "cannot apply yet, retrying: SMTP delivery"), 1,
+		     "a temporary refusal is logged once per message, not once per attempt");
+	cr_expect_eq(wait_log_count(&workers[EMAIL], ".eml, and by SMTP)", N), N);
+	expect_confirmations(orders, N);
+	cr_expect_eq(testenv_stop(&workers[EMAIL], SIGTERM), 0);
+}
