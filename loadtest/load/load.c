@@ -33,6 +33,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -360,8 +361,15 @@ static void *load_thread_main(void *arg)
 	int64_t next_due = open_loop ? run.start_ns + (int64_t)((double)ticket * run.interval_ns) : 0;
 	bool scheduling = true;
 	int epfd = epoll_create1(EPOLL_CLOEXEC);
-	if (epfd < 0) {
-		log_error("epoll_create1: %s", strerror(errno));
+	/* wake-ups at the due times to the microsecond (epoll_wait's own timeout is in ms) */
+	int tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	struct epoll_event tev = {.events = EPOLLIN, .data.ptr = NULL};
+	if (epfd < 0 || tfd < 0 || epoll_ctl(epfd, EPOLL_CTL_ADD, tfd, &tev) != 0) {
+		log_error("epoll/timerfd: %s", strerror(errno));
+		if (epfd >= 0)
+			close(epfd);
+		if (tfd >= 0)
+			close(tfd);
 		return NULL;
 	}
 
@@ -409,14 +417,25 @@ static void *load_thread_main(void *arg)
 			break;
 
 		struct epoll_event events[64];
-		int timeout_ms = (int)((wake - now + 999999) / 1000000);
-		int n = epoll_wait(epfd, events, 64, timeout_ms > 0 ? timeout_ms : 0);
+		struct itimerspec its = {
+		    .it_value = {.tv_sec = wake / 1000000000, .tv_nsec = wake % 1000000000}};
+		if (wake <= now)
+			its.it_value =
+			    (struct timespec){.tv_sec = 0, .tv_nsec = 1}; /* at once (0 would disarm) */
+		timerfd_settime(tfd, wake <= now ? 0 : TFD_TIMER_ABSTIME, &its, NULL);
+		int n = epoll_wait(epfd, events, 64, 200);
 		if (n < 0 && errno != EINTR) {
 			log_error("epoll_wait: %s", strerror(errno));
 			break;
 		}
 		for (int i = 0; i < n; i++) {
 			struct load_conn *c = events[i].data.ptr;
+			if (!c) { /* the timer */
+				uint64_t expirations;
+				if (read(tfd, &expirations, sizeof(expirations)) < 0 && errno != EAGAIN)
+					log_debug("timerfd: %s", strerror(errno));
+				continue;
+			}
 			if (c->fd < 0)
 				continue;
 			if ((events[i].events & EPOLLOUT) && c->busy && c->out_sent < c->out_len)
@@ -427,6 +446,7 @@ static void *load_thread_main(void *arg)
 	}
 	for (int i = 0; i < t->nconns; i++)
 		conn_close(epfd, &t->conns[i]);
+	close(tfd);
 	close(epfd);
 	free(backlog.due);
 	return NULL;
