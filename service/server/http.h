@@ -24,6 +24,7 @@
 struct server {
 	const struct config *cfg;
 	struct db_pool *pool;
+	struct hotqueue *hotq; /* the hot-SKU queue; NULL when switched off */
 };
 
 /* One request, allocated on its first callback and freed when it completes. */

@@ -11,6 +11,7 @@
 #include "checkout.h"
 #include "checkout/config.h"
 #include "checkout/db.h"
+#include "checkout/hotqueue.h"
 #include "checkout/log.h"
 #include "http.h"
 #include "idempotency.h"
@@ -54,6 +55,10 @@ int main(int argc, char **argv)
 		log_warn("!!! ISOLATION=%s: checkouts are NOT safe; this level exists only to demonstrate "
 			 "anomalies (oversold stock, broken purchase limits) !!!",
 			 config_isolation_sql(cfg.isolation));
+	if (cfg.isolation != ISOLATION_SERIALIZABLE && cfg.hot_sku_queue)
+		log_warn("HOT_SKU_QUEUE is on: checkouts of one SKU take turns in this process, which hides "
+			 "the anomalies of ISOLATION=%s; run the demonstration with HOT_SKU_QUEUE=false",
+			 config_isolation_sql(cfg.isolation));
 	if (cfg.race_pause_ms > 0)
 		log_warn("RACE_PAUSE_MS=%d: every checkout pauses between its read and its write",
 			 cfg.race_pause_ms);
@@ -75,14 +80,19 @@ int main(int argc, char **argv)
 		log_error("out of memory");
 		goto out;
 	}
+	if (cfg.hot_sku_queue && !(srv.hotq = hotqueue_create())) {
+		log_error("out of memory");
+		goto out;
+	}
 	start_housekeeping(srv.pool);
 	daemon = http_start(&srv, err, sizeof(err));
 	if (!daemon) {
 		log_error("%s", err);
 		goto out;
 	}
-	log_info("listening on %s:%d, isolation %s, database pool of %d, max retries %d", cfg.listen_host,
-		 cfg.listen_port, config_isolation_sql(cfg.isolation), cfg.db_pool_size, cfg.max_retries);
+	log_info("listening on %s:%d, isolation %s, database pool of %d, max retries %d, hot-SKU queue %s",
+		 cfg.listen_host, cfg.listen_port, config_isolation_sql(cfg.isolation), cfg.db_pool_size,
+		 cfg.max_retries, srv.hotq ? "on" : "off");
 
 	int sig = 0;
 	sigwait(&stop, &sig);
@@ -91,6 +101,7 @@ int main(int argc, char **argv)
 out:
 	http_stop(daemon);
 	db_pool_destroy(srv.pool);
+	hotqueue_destroy(srv.hotq);
 	config_free(&cfg);
 	return status;
 }

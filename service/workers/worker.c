@@ -326,6 +326,11 @@ static rd_kafka_t *loop_consumer(struct loop *l)
 		return NULL;
 	if (!kafka_conf_set(conf, "group.id", l->group) ||
 	    !kafka_conf_set(conf, "auto.offset.reset", "earliest") ||
+	    /* how long a fetch may wait for new messages: librdkafka's mock broker (the
+	     * embedded one) answers only when this runs out, even when messages arrived
+	     * meanwhile; at the default 500 ms, commit -> applied took ~400 ms (p50)
+	     * in scripts/bench, at 10 ms 28 ms. A real broker answers at once anyway. */
+	    !kafka_conf_set(conf, "fetch.wait.max.ms", "10") ||
 	    !kafka_conf_set(conf, "enable.auto.commit", "true") ||
 	    !kafka_conf_set(conf, "enable.auto.offset.store", "false") ||
 	    !kafka_conf_set(conf, "auto.commit.interval.ms", "1000") ||

@@ -1,0 +1,11 @@
+-- Leave half of every products page free, so that a checkout's stock update
+-- is a HOT update (the new row version stays on its page and no index entry
+-- is added). Without it the page fills up, updates go to other pages and
+-- insert into products_pkey, and under SERIALIZABLE that insert conflicts
+-- with the index-page SIREAD locks of every concurrent checkout that read a
+-- SKU on the same leaf page: measured with pgbench on the checkout
+-- transaction (10,000 SKUs, 32 clients), 10.5 % of transactions were retried
+-- at the default fill factor and 0.9 % at 50 (and the commit rate rose by a
+-- quarter). Applies to rows written from now on, i.e. the whole catalogue
+-- when it is loaded after the migrations.
+ALTER TABLE products SET (fillfactor = 50);
