@@ -59,7 +59,7 @@ static const struct option options[] = {
 	 "retries of a checkout after a serialization failure or deadlock"},
 	{"hot-sku-queue", "HOT_SKU_QUEUE", OPT_BOOL, "true", CONFIG_SERVER, F(hot_sku_queue), 0, 0, NULL,
 	 "queue checkouts of the same SKU inside the process (an optimisation only)"},
-	{"batch-size", "RELAY_BATCH", OPT_INT, "500", CONFIG_RELAY, F(relay_batch), 1, 100000, NULL,
+	{"batch-size", "RELAY_BATCH", OPT_INT, "5000", CONFIG_RELAY, F(relay_batch), 1, 100000, NULL,
 	 "outbox rows claimed per round trip"},
 	{"poll-ms", "RELAY_POLL_MS", OPT_INT, "100", CONFIG_RELAY, F(relay_poll_ms), 1, 60000, NULL,
 	 "longest sleep between outbox polls when idle"},
