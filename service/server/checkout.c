@@ -654,7 +654,8 @@ enum MHD_Result checkout_handle(struct http_request *req)
 		snprintf(ctx, sizeof(ctx), "order=%s", result.order_id);
 		log_msg(LOG_INFO, ctx, "admitted customer=%s items=%zu", cart->customer_id, cart->n_items);
 	} else {
-		log_msg(LOG_INFO, NULL, "rejected customer=%s status=%u", cart->customer_id, result.status);
+		log_msg(LOG_INFO, NULL, "rejected customer=%s items=%zu: %u %s", cart->customer_id, cart->n_items,
+			result.status, metrics_outcome_name(result.outcome));
 	}
 out:
 	hotqueue_release(srv->hotq, &turn);

@@ -41,6 +41,9 @@ enum metrics_outcome {
 /* Count one answered request. */
 void metrics_request(enum metrics_route route, unsigned status);
 
+/* The outcome's label, e.g. "out_of_stock" (static; never NULL). */
+const char *metrics_outcome_name(enum metrics_outcome outcome);
+
 /* Count one checkout outcome and its latency in seconds. */
 void metrics_checkout(enum metrics_outcome outcome, double seconds);
 
