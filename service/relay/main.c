@@ -387,17 +387,17 @@ static int relay_replay(struct relay *r)
 			log_error("out of memory for a page of %d", page.n);
 			goto out;
 		}
-		struct outbox_batch todo = {.res = NULL, .n = page.n, .rows = retry};
+		struct outbox_batch unsent = {.res = NULL, .n = page.n, .rows = retry};
 		memcpy(retry, page.rows, (size_t)page.n * sizeof(*retry));
 		bool warned = false;
-		while (todo.n > 0 && !stop_requested) {
-			int ok = publisher_send(r->pub, &todo, r->delivered, err, sizeof(err));
+		while (unsent.n > 0 && !stop_requested) {
+			int ok = publisher_send(r->pub, &unsent, r->delivered, err, sizeof(err));
 			total += (unsigned long)ok;
 			int left = 0;
-			for (int i = 0; i < todo.n; i++)
+			for (int i = 0; i < unsent.n; i++)
 				if (!r->delivered[i])
-					retry[left++] = todo.rows[i];
-			todo.n = left;
+					retry[left++] = unsent.rows[i];
+			unsent.n = left;
 			if (left > 0) {
 				if (!warned)
 					log_warn("replay: %s; retrying", err);
@@ -408,7 +408,7 @@ static int relay_replay(struct relay *r)
 				nap_ms(1000);
 			}
 		}
-		if (todo.n > 0)
+		if (unsent.n > 0)
 			goto out;
 		after = page.rows[page.n - 1].id;
 	}

@@ -80,22 +80,6 @@ static void servers_start(int n, const char *db, const char *isolation, const ch
 	}
 }
 
-static char *slurp(const char *path)
-{
-	FILE *f = fopen(path, "rb");
-	char *buf = NULL;
-	size_t len = 0;
-	cr_assert(f, "cannot read %s", path);
-	FILE *mem = open_memstream(&buf, &len);
-	char chunk[8192];
-	size_t n;
-	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-		fwrite(chunk, 1, n, mem);
-	fclose(mem);
-	fclose(f);
-	return buf;
-}
-
 /* One line of checkout-race's table. */
 struct row {
 	bool found;
@@ -152,7 +136,8 @@ static int race_run(const char *db, const char *urls, const char *isolation, con
 		cr_assert(waited < 400000, "checkout-race did not finish; see %s", tool.log_path);
 		testenv_sleep_ms(50);
 	}
-	*output = slurp(tool.log_path);
+	*output = testenv_read_file(tool.log_path);
+	cr_assert(*output, "cannot read %s", tool.log_path);
 	return status;
 }
 

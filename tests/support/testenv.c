@@ -148,7 +148,7 @@ int testenv_stop(struct testenv_proc *p, int sig)
 	return 128 + SIGKILL;
 }
 
-static char *slurp(const char *path)
+char *testenv_read_file(const char *path)
 {
 	FILE *f = fopen(path, "rb");
 	if (!f)
@@ -167,7 +167,7 @@ static char *slurp(const char *path)
 
 int testenv_count_log(const struct testenv_proc *p, const char *needle)
 {
-	char *text = slurp(p->log_path), *save = NULL;
+	char *text = testenv_read_file(p->log_path), *save = NULL;
 	int count = 0;
 	for (char *line = text ? strtok_r(text, "\n", &save) : NULL; line; line = strtok_r(NULL, "\n", &save))
 		if (strstr(line, needle))
@@ -191,7 +191,7 @@ const char *testenv_broker_start(struct testenv_proc *p)
 	static __thread char bootstrap[256];
 	testenv_spawn(p, "checkout-broker", NULL, NULL);
 	for (int i = 0; i < 500; i++) {
-		char *text = slurp(p->log_path);
+		char *text = testenv_read_file(p->log_path);
 		char *at = text ? strstr(text, "bootstrap.servers=") : NULL;
 		if (at) {
 			at += strlen("bootstrap.servers=");

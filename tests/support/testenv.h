@@ -49,6 +49,9 @@ bool testenv_exited(struct testenv_proc *p, int *status);
 /* Wait until the program's log contains needle; false after timeout_ms. */
 bool testenv_wait_log(const struct testenv_proc *p, const char *needle, int timeout_ms);
 
+/* The whole file at path as a NUL-terminated string the caller frees; NULL if unreadable. */
+char *testenv_read_file(const char *path);
+
 /* Count the lines of the program's log that contain needle. */
 int testenv_count_log(const struct testenv_proc *p, const char *needle);
 

@@ -174,22 +174,6 @@ static int count_spool_files(void)
 	return n;
 }
 
-static char *slurp(const char *path)
-{
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		return NULL;
-	char *buf = NULL;
-	size_t len = 0;
-	FILE *mem = open_memstream(&buf, &len);
-	char chunk[4096];
-	for (size_t n; (n = fread(chunk, 1, sizeof(chunk), f)) > 0;)
-		fwrite(chunk, 1, n, mem);
-	fclose(mem);
-	fclose(f);
-	return buf;
-}
-
 /* Every order's confirmation is in the spool, addressed and totalled. */
 static void expect_confirmations(const struct test_order *orders, int n)
 {
@@ -197,7 +181,7 @@ static void expect_confirmations(const struct test_order *orders, int n)
 	for (int i = 0; i < n; i++) {
 		char path[700], to[100], total[64];
 		snprintf(path, sizeof(path), "%s/%s.eml", env.spool, orders[i].event_id);
-		char *text = slurp(path);
+		char *text = testenv_read_file(path);
 		cr_assert(text, "confirmation %s exists", path);
 		snprintf(to, sizeof(to), "To: <%s>\r\n", orders[i].email);
 		snprintf(total, sizeof(total), " %lld.%02lld", orders[i].total_cents / 100,
@@ -218,7 +202,7 @@ static void expect_confirmations(const struct test_order *orders, int n)
 /* Every line of a JSON-format log is a JSON object; counts those whose msg has needle. */
 static int count_json_lines(const struct testenv_proc *p, const char *needle)
 {
-	char *text = slurp(p->log_path), *save = NULL;
+	char *text = testenv_read_file(p->log_path), *save = NULL;
 	int n = 0;
 	cr_assert(text);
 	for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
