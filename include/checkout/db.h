@@ -23,7 +23,7 @@ struct db_stmt {
  * connection (PQfinish).
  */
 PGconn *db_connect(const char *url, const struct db_stmt *const *stmts, char *err, size_t errlen)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 /*
  * At program start: try to connect to url every half second for up to
@@ -41,13 +41,32 @@ const char *db_sqlstate(const PGresult *res);
 bool db_is_retryable(const PGresult *res);
 
 /*
+ * The waiting parts of libpq, for fibers (see fiber.h): they park the
+ * calling fiber instead of blocking the thread (and block, like libpq, when
+ * called outside a fiber). Queries are sent in libpq's blocking mode: a
+ * send only waits when the socket buffer is full, which requests of at most
+ * 64 KiB do not fill.
+ *
+ * db_result: PQgetResult. db_finish: collect the results of what was sent
+ * up to the end (NULL), keeping the last, or the first error, like PQexec.
+ * db_exec and db_exec_prepared: PQexec and PQexecPrepared. All return NULL
+ * on a broken connection or when out of memory.
+ */
+PGresult *db_result(PGconn *conn);
+PGresult *db_finish(PGconn *conn);
+PGresult *db_exec(PGconn *conn, const char *sql);
+PGresult *db_exec_prepared(PGconn *conn, const char *name, int n, const char *const *params);
+
+/*
  * Run a command that returns no rows. Returns true on success; on failure
  * copies the server's message into err (may be NULL).
  */
-bool db_command(PGconn *conn, const char *sql, char *err, size_t errlen)
-	__attribute__((warn_unused_result));
+bool db_command(PGconn *conn, const char *sql, char *err, size_t errlen) __attribute__((warn_unused_result));
 
-/* A bounded pool of connections shared by threads. */
+/*
+ * A bounded pool of connections shared by the fibers of one loop (fiber.h).
+ * It has no locks: use it from one thread only.
+ */
 struct db_pool;
 
 /*
@@ -56,15 +75,16 @@ struct db_pool;
  * database is down. Returns NULL only when out of memory.
  */
 struct db_pool *db_pool_create(const char *url, int size, const struct db_stmt *const *stmts)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 /*
- * Take a connection, waiting up to wait_ms for one to be free. A broken
- * connection is reopened first. Returns NULL when none is free in time or
- * the database cannot be reached (err says which).
+ * Take a connection, waiting up to wait_ms for one to be free (first come,
+ * first served; outside a fiber it does not wait). A broken connection is
+ * reopened first. Returns NULL when none is free in time or the database
+ * cannot be reached (err says which).
  */
 PGconn *db_pool_acquire(struct db_pool *pool, int wait_ms, char *err, size_t errlen)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 /* Give a connection back. If it is broken or mid-transaction it is closed. */
 void db_pool_release(struct db_pool *pool, PGconn *conn);

@@ -8,11 +8,14 @@
  * which still guards against other processes (and the queue can be switched
  * off with --hot-sku-queue=false).
  *
- * SKUs are hashed onto HOTQUEUE_STRIPES mutexes. A checkout collects the
- * stripes of its cart in a hold, acquires them in ascending order (so two
- * carts can never wait for each other in a cycle), runs its transaction and
- * releases them. With 10,000 SKUs and 1024 stripes, unrelated checkouts
- * rarely share a stripe.
+ * SKUs are hashed onto HOTQUEUE_STRIPES stripes. A checkout collects the
+ * stripes of its cart in a hold, takes them in ascending order (so two carts
+ * can never wait for each other in a cycle), runs its transaction and gives
+ * them back. A busy stripe parks the fiber in the stripe's FIFO; giving a
+ * stripe back hands it to the first fiber waiting, so checkouts of a hot SKU
+ * run in the order they arrived. With 10,000 SKUs and 1024 stripes,
+ * unrelated checkouts rarely share a stripe. The queue belongs to the
+ * fibers of one loop (fiber.h) and has no locks.
  */
 #ifndef CHECKOUT_HOTQUEUE_H
 #define CHECKOUT_HOTQUEUE_H
@@ -44,8 +47,8 @@ void hotqueue_hold_add(struct hotqueue_hold *hold, const char *sku);
 
 /*
  * Wait for and take every stripe of hold, in ascending order. With q NULL
- * (queue switched off) it does nothing. Each acquire must be paired with
- * hotqueue_release on the same hold, by the same thread.
+ * (queue switched off) it does nothing. Call it from a fiber; pair each
+ * acquire with hotqueue_release on the same hold.
  */
 void hotqueue_acquire(struct hotqueue *q, struct hotqueue_hold *hold);
 

@@ -2,13 +2,17 @@
 #include "checkout/db.h"
 
 #include <errno.h>
-#include <pthread.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "checkout/fiber.h"
 #include "checkout/log.h"
+
+#define DB_CONNECT_TIMEOUT_S 3
+#define DB_CONNECT_TIMEOUT "3"
 
 /* Copy the first line of msg into err. */
 static void set_err(char *err, size_t errlen, const char *prefix, const char *msg)
@@ -19,37 +23,61 @@ static void set_err(char *err, size_t errlen, const char *prefix, const char *ms
 	snprintf(err, errlen, "%s%.*s", prefix, (int)len, msg ? msg : "");
 }
 
+/* Drive a connection started with PQconnectStartParams to the end, waiting through fibers. */
+static bool connect_finish(PGconn *conn)
+{
+	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+	for (;;) {
+		if (st == PGRES_POLLING_OK)
+			return true;
+		if (st == PGRES_POLLING_FAILED)
+			return false;
+		/* connect_timeout bounds each wait, as libpq's own blocking connect does */
+		int r = fiber_wait_fd(PQsocket(conn), st == PGRES_POLLING_READING ? POLLIN : POLLOUT,
+				      DB_CONNECT_TIMEOUT_S * 1000);
+		if (r <= 0)
+			return false;
+		st = PQconnectPoll(conn);
+	}
+}
+
 PGconn *db_connect(const char *url, const struct db_stmt *const *stmts, char *err, size_t errlen)
 {
 	const char *keys[] = {"dbname", "connect_timeout", "application_name", NULL};
-	const char *vals[] = {url && *url ? url : NULL, "3", "checkout", NULL};
+	const char *vals[] = {url && *url ? url : NULL, DB_CONNECT_TIMEOUT, "checkout", NULL};
 	PGconn *conn = NULL;
 
 	/* expand_dbname=1: dbname may be a whole connection string; later keys are defaults */
 	if (!vals[0]) {
 		keys[0] = "connect_timeout";
-		vals[0] = "3";
+		vals[0] = DB_CONNECT_TIMEOUT;
 		keys[1] = "application_name";
 		vals[1] = "checkout";
 		keys[2] = NULL;
 	}
-	conn = PQconnectdbParams(keys, vals, 1);
+	conn = PQconnectStartParams(keys, vals, 1);
 	if (!conn) {
 		set_err(err, errlen, "", "out of memory");
 		return NULL;
 	}
-	if (PQstatus(conn) != CONNECTION_OK) {
-		set_err(err, errlen, "cannot connect to the database: ", PQerrorMessage(conn));
+	if (PQstatus(conn) == CONNECTION_BAD || !connect_finish(conn)) {
+		if (PQstatus(conn) != CONNECTION_BAD)
+			set_err(err, errlen, "cannot connect to the database: ", "timeout expired");
+		else
+			set_err(err, errlen, "cannot connect to the database: ", PQerrorMessage(conn));
 		goto fail;
 	}
 	for (size_t t = 0; stmts && stmts[t]; t++) {
 		for (const struct db_stmt *s = stmts[t]; s->name; s++) {
-			PGresult *res = PQprepare(conn, s->name, s->sql, 0, NULL);
+			PGresult *res = NULL;
+			if (PQsendPrepare(conn, s->name, s->sql, 0, NULL) == 1)
+				res = db_finish(conn);
 			bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
 			if (!ok) {
 				char prefix[128];
 				snprintf(prefix, sizeof(prefix), "preparing %s: ", s->name);
-				set_err(err, errlen, prefix, PQresultErrorMessage(res));
+				set_err(err, errlen, prefix,
+					res ? PQresultErrorMessage(res) : PQerrorMessage(conn));
 			}
 			PQclear(res);
 			if (!ok)
@@ -60,6 +88,49 @@ PGconn *db_connect(const char *url, const struct db_stmt *const *stmts, char *er
 fail:
 	PQfinish(conn);
 	return NULL;
+}
+
+PGresult *db_result(PGconn *conn)
+{
+	while (PQisBusy(conn)) {
+		int r = fiber_wait_fd(PQsocket(conn), POLLIN, -1);
+		/* on an error PQconsumeInput notices the broken connection and PQgetResult says so */
+		if (r < 0 || !PQconsumeInput(conn))
+			break;
+	}
+	return PQgetResult(conn);
+}
+
+PGresult *db_finish(PGconn *conn)
+{
+	PGresult *last = NULL, *res;
+	while ((res = db_result(conn))) {
+		/* like PQexec: the last result, but an error wins over what follows it */
+		if (last && PQresultStatus(last) == PGRES_FATAL_ERROR) {
+			PQclear(res);
+			continue;
+		}
+		PQclear(last);
+		last = res;
+		if (PQstatus(conn) == CONNECTION_BAD)
+			break;
+	}
+	return last;
+}
+
+PGresult *db_exec(PGconn *conn, const char *sql)
+{
+	/* the simple protocol, like PQexec: sql may hold several statements */
+	if (PQsendQuery(conn, sql) != 1)
+		return NULL;
+	return db_finish(conn);
+}
+
+PGresult *db_exec_prepared(PGconn *conn, const char *name, int n, const char *const *params)
+{
+	if (PQsendQueryPrepared(conn, name, n, params, NULL, NULL, 0) != 1)
+		return NULL;
+	return db_finish(conn);
 }
 
 bool db_wait(const char *url, int seconds, char *err, size_t errlen)
@@ -93,7 +164,7 @@ bool db_is_retryable(const PGresult *res)
 
 bool db_command(PGconn *conn, const char *sql, char *err, size_t errlen)
 {
-	PGresult *res = PQexec(conn, sql);
+	PGresult *res = db_exec(conn, sql);
 	ExecStatusType st = PQresultStatus(res);
 	bool ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
 	if (!ok)
@@ -103,14 +174,13 @@ bool db_command(PGconn *conn, const char *sql, char *err, size_t errlen)
 }
 
 struct db_pool {
-	pthread_mutex_t lock;
-	pthread_cond_t freed;
 	char *url;
 	const struct db_stmt *const *stmts;
 	int size;
-	int opened;  /* connections that exist, idle or taken */
+	int opened; /* connections that exist, idle or taken, or being opened */
 	int n_idle;
 	PGconn **idle;
+	struct fiber_queue freed; /* fibers waiting for a connection */
 	unsigned long waits;
 };
 
@@ -127,39 +197,31 @@ struct db_pool *db_pool_create(const char *url, int size, const struct db_stmt *
 		free(pool);
 		return NULL;
 	}
-	pthread_mutex_init(&pool->lock, NULL);
-	pthread_cond_init(&pool->freed, NULL);
 	pool->size = size;
 	pool->stmts = stmts;
 	return pool;
 }
 
-static void deadline_in(struct timespec *ts, int ms)
+static double now_ms(void)
 {
-	clock_gettime(CLOCK_REALTIME, ts);
-	ts->tv_sec += ms / 1000;
-	ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-	if (ts->tv_nsec >= 1000000000L) {
-		ts->tv_sec++;
-		ts->tv_nsec -= 1000000000L;
-	}
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
 PGconn *db_pool_acquire(struct db_pool *pool, int wait_ms, char *err, size_t errlen)
 {
 	PGconn *conn = NULL;
-	bool counted = false;
-	struct timespec deadline;
 
-	deadline_in(&deadline, wait_ms);
-	pthread_mutex_lock(&pool->lock);
-	while (pool->n_idle == 0 && pool->opened >= pool->size) {
-		if (!counted) {
+	/* first come, first served: a newcomer queues behind fibers already waiting */
+	bool counted = false;
+	double deadline = now_ms() + wait_ms;
+	while ((!counted && pool->freed.head) || (pool->n_idle == 0 && pool->opened >= pool->size)) {
+		if (!counted)
 			pool->waits++;
-			counted = true;
-		}
-		if (pthread_cond_timedwait(&pool->freed, &pool->lock, &deadline) == ETIMEDOUT) {
-			pthread_mutex_unlock(&pool->lock);
+		counted = true;
+		int left = (int)(deadline - now_ms());
+		if (!fiber_current() || left <= 0 || !fiber_queue_wait(&pool->freed, left)) {
 			set_err(err, errlen, "", "no database connection free in time");
 			return NULL;
 		}
@@ -168,7 +230,6 @@ PGconn *db_pool_acquire(struct db_pool *pool, int wait_ms, char *err, size_t err
 		conn = pool->idle[--pool->n_idle];
 	else
 		pool->opened++;
-	pthread_mutex_unlock(&pool->lock);
 
 	/* an idle connection may have died with a database restart */
 	if (conn && PQstatus(conn) != CONNECTION_OK) {
@@ -178,10 +239,8 @@ PGconn *db_pool_acquire(struct db_pool *pool, int wait_ms, char *err, size_t err
 	if (!conn) {
 		conn = db_connect(pool->url, pool->stmts, err, errlen);
 		if (!conn) {
-			pthread_mutex_lock(&pool->lock);
 			pool->opened--;
-			pthread_cond_signal(&pool->freed);
-			pthread_mutex_unlock(&pool->lock);
+			fiber_queue_wake_one(&pool->freed);
 		}
 	}
 	return conn;
@@ -195,21 +254,16 @@ void db_pool_release(struct db_pool *pool, PGconn *conn)
 		PQfinish(conn);
 		conn = NULL;
 	}
-	pthread_mutex_lock(&pool->lock);
 	if (conn)
 		pool->idle[pool->n_idle++] = conn;
 	else
 		pool->opened--;
-	pthread_cond_signal(&pool->freed);
-	pthread_mutex_unlock(&pool->lock);
+	fiber_queue_wake_one(&pool->freed);
 }
 
 unsigned long db_pool_waits(struct db_pool *pool)
 {
-	pthread_mutex_lock(&pool->lock);
-	unsigned long w = pool->waits;
-	pthread_mutex_unlock(&pool->lock);
-	return w;
+	return pool->waits;
 }
 
 void db_pool_destroy(struct db_pool *pool)
@@ -218,8 +272,6 @@ void db_pool_destroy(struct db_pool *pool)
 		return;
 	for (int i = 0; i < pool->n_idle; i++)
 		PQfinish(pool->idle[i]);
-	pthread_mutex_destroy(&pool->lock);
-	pthread_cond_destroy(&pool->freed);
 	free(pool->idle);
 	free(pool->url);
 	free(pool);

@@ -24,6 +24,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "checkout/fiber.h"
 #include "checkout/hotqueue.h"
 #include "checkout/log.h"
 #include "idempotency.h"
@@ -97,13 +98,6 @@ static unsigned jitter_ms(unsigned max)
 	return max ? (unsigned)(state % (max + 1)) : 0;
 }
 
-static void sleep_ms(unsigned ms)
-{
-	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-	while (nanosleep(&ts, &ts) == -1)
-		;
-}
-
 /* A PostgreSQL text[] literal of the cart's SKUs; malloc'd, NULL when out of memory. */
 static char *sku_array(const struct checkout_request *cart)
 {
@@ -151,7 +145,7 @@ static enum tx_status pipe_finish(PGconn *conn, int n, PGresult **keep, bool wri
 		goto out;
 	}
 	for (;;) {
-		PGresult *res = PQgetResult(conn);
+		PGresult *res = db_result(conn);
 		if (!res) {
 			if (PQstatus(conn) == CONNECTION_BAD || ++query > n) {
 				if (status == TX_OK || status == TX_FAILED)
@@ -181,7 +175,7 @@ out:
 	if (PQexitPipelineMode(conn) != 1)
 		return writes ? TX_LOST : TX_LOST_EARLY;
 	if (status != TX_OK && PQtransactionStatus(conn) != PQTRANS_IDLE)
-		PQclear(PQexec(conn, "ROLLBACK"));
+		PQclear(db_exec(conn, "ROLLBACK"));
 	return status;
 }
 
@@ -366,19 +360,19 @@ static enum tx_status checkout_attempt(struct server *srv, PGconn *conn, const s
 	if (!reads[2] || !reads[3] || PQntuples(reads[3]) != 1) {
 		set_err(err, errlen, "unexpected result from the read");
 		status = TX_FAILED;
-		PQclear(PQexec(conn, "ROLLBACK"));
+		PQclear(db_exec(conn, "ROLLBACK"));
 		goto out;
 	}
 	collect_lines(cart, reads[2], lines);
 
 	/* a demonstration setting: widen the window between read and write */
 	if (srv->cfg->race_pause_ms > 0)
-		sleep_ms((unsigned)srv->cfg->race_pause_ms);
+		fiber_sleep_ms((unsigned)srv->cfg->race_pause_ms);
 
 	/* 2. decide */
 	if (!decide(cart, lines, result)) {
 		/* commit the read-only transaction: under SSI even a rejection's reads must hold up */
-		PGresult *res = PQexec(conn, "COMMIT");
+		PGresult *res = db_exec(conn, "COMMIT");
 		if (PQresultStatus(res) == PGRES_COMMAND_OK)
 			status = TX_OK;
 		else if (PQstatus(conn) == CONNECTION_BAD)
@@ -402,7 +396,7 @@ static enum tx_status checkout_attempt(struct server *srv, PGconn *conn, const s
 		total += lines[i].price_cents * cart->items[i].quantity;
 	if (!build_admitted(cart, lines, order_id, created_at, total, &body, &payload)) {
 		set_err(err, errlen, "out of memory");
-		PQclear(PQexec(conn, "ROLLBACK"));
+		PQclear(db_exec(conn, "ROLLBACK"));
 		status = TX_FAILED;
 		goto out;
 	}
@@ -499,7 +493,7 @@ void checkout_run(struct server *srv, PGconn **conn, const struct checkout_reque
 			unsigned window = BACKOFF_BASE_MS << (attempt < 10 ? attempt : 10);
 			attempt++;
 			log_msg(LOG_DEBUG, cart->customer_id, "retry %d after: %s", attempt, err);
-			sleep_ms(jitter_ms(window < BACKOFF_CAP_MS ? window : BACKOFF_CAP_MS));
+			fiber_sleep_ms(jitter_ms(window < BACKOFF_CAP_MS ? window : BACKOFF_CAP_MS));
 			continue;
 		case TX_LOST_EARLY:
 			/* a pooled connection that died with a database restart: nothing was written */
@@ -654,8 +648,8 @@ enum MHD_Result checkout_handle(struct http_request *req)
 		snprintf(ctx, sizeof(ctx), "order=%s", result.order_id);
 		log_msg(LOG_INFO, ctx, "admitted customer=%s items=%zu", cart->customer_id, cart->n_items);
 	} else {
-		log_msg(LOG_INFO, NULL, "rejected customer=%s items=%zu: %u %s", cart->customer_id, cart->n_items,
-			result.status, metrics_outcome_name(result.outcome));
+		log_msg(LOG_INFO, NULL, "rejected customer=%s items=%zu: %u %s", cart->customer_id,
+			cart->n_items, result.status, metrics_outcome_name(result.outcome));
 	}
 out:
 	hotqueue_release(srv->hotq, &turn);

@@ -1,36 +1,26 @@
-/* hotqueue.c - striped mutexes that queue checkouts of the same SKU. */
+/* hotqueue.c - stripes with FIFO wait queues that order checkouts of the same SKU. */
 #include "checkout/hotqueue.h"
 
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "checkout/fiber.h"
+
 struct hotqueue {
-	atomic_ulong waits;
-	/* a mutex per cache line, so stripes in use by different cores do not share one */
+	unsigned long waits;
 	struct {
-		pthread_mutex_t mutex;
-		char pad[64 - sizeof(pthread_mutex_t) % 64];
+		bool busy;
+		struct fiber_queue waiting;
 	} stripe[HOTQUEUE_STRIPES];
 };
 
 struct hotqueue *hotqueue_create(void)
 {
-	struct hotqueue *q = calloc(1, sizeof(*q));
-	if (!q)
-		return NULL;
-	for (unsigned i = 0; i < HOTQUEUE_STRIPES; i++)
-		pthread_mutex_init(&q->stripe[i].mutex, NULL);
-	return q;
+	return calloc(1, sizeof(struct hotqueue));
 }
 
 void hotqueue_destroy(struct hotqueue *q)
 {
-	if (!q)
-		return;
-	for (unsigned i = 0; i < HOTQUEUE_STRIPES; i++)
-		pthread_mutex_destroy(&q->stripe[i].mutex);
 	free(q);
 }
 
@@ -62,11 +52,14 @@ void hotqueue_acquire(struct hotqueue *q, struct hotqueue_hold *hold)
 	/* ascending stripe order: no two holds can wait for each other in a cycle */
 	for (unsigned w = 0; w < HOTQUEUE_STRIPES / 64; w++) {
 		for (uint64_t bits = hold->bits[w]; bits; bits &= bits - 1) {
-			pthread_mutex_t *m = &q->stripe[w * 64 + (unsigned)__builtin_ctzll(bits)].mutex;
-			if (pthread_mutex_trylock(m) != 0) {
-				atomic_fetch_add_explicit(&q->waits, 1, memory_order_relaxed);
-				pthread_mutex_lock(m);
+			unsigned s = w * 64 + (unsigned)__builtin_ctzll(bits);
+			if (!q->stripe[s].busy) {
+				q->stripe[s].busy = true;
+				continue;
 			}
+			q->waits++;
+			/* no timeout: the holder is running its transaction and will hand the stripe over */
+			(void)fiber_queue_wait(&q->stripe[s].waiting, -1);
 		}
 	}
 	hold->held = true;
@@ -76,13 +69,18 @@ void hotqueue_release(struct hotqueue *q, struct hotqueue_hold *hold)
 {
 	if (!q || !hold->held)
 		return;
-	for (unsigned w = 0; w < HOTQUEUE_STRIPES / 64; w++)
-		for (uint64_t bits = hold->bits[w]; bits; bits &= bits - 1)
-			pthread_mutex_unlock(&q->stripe[w * 64 + (unsigned)__builtin_ctzll(bits)].mutex);
+	for (unsigned w = 0; w < HOTQUEUE_STRIPES / 64; w++) {
+		for (uint64_t bits = hold->bits[w]; bits; bits &= bits - 1) {
+			unsigned s = w * 64 + (unsigned)__builtin_ctzll(bits);
+			/* hand the stripe to the first fiber waiting, or mark it free */
+			if (!fiber_queue_wake_one(&q->stripe[s].waiting))
+				q->stripe[s].busy = false;
+		}
+	}
 	hold->held = false;
 }
 
 unsigned long hotqueue_waits(const struct hotqueue *q)
 {
-	return q ? atomic_load_explicit(&q->waits, memory_order_relaxed) : 0;
+	return q ? q->waits : 0;
 }

@@ -3,6 +3,7 @@
 #include "http.h"
 
 #include <netdb.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 
 #include "checkout.h"
 #include "checkout/db.h"
+#include "checkout/fiber.h"
 #include "checkout/log.h"
 #include "orders.h"
 #include "products.h"
@@ -40,6 +42,7 @@ static const struct {
     {"idempotency-key-in-use", "A request with this Idempotency-Key is still running"},
     {"database-unavailable", "The database is unavailable"},
     {"too-much-contention", "Too many concurrent checkouts conflicted"},
+    {"server-stopping", "The server is stopping"},
     {"unauthorized", "A valid admin token is required"},
     {"forbidden", "Admin operations are disabled"},
     {"internal-error", "Internal error"},
@@ -60,19 +63,30 @@ const char *http_header(struct http_request *req, const char *name)
 enum MHD_Result http_reply(struct http_request *req, unsigned status, const char *content_type,
 			   const char *body, size_t len, const char *const *headers)
 {
+	if (req->status)
+		return MHD_NO; /* one reply per request */
 	struct MHD_Response *resp = MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
 	if (!resp)
 		return MHD_NO;
 	bool ok = MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type) == MHD_YES;
 	for (size_t i = 0; headers && headers[i] && headers[i + 1]; i += 2)
 		ok = ok && MHD_add_response_header(resp, headers[i], headers[i + 1]) == MHD_YES;
-	enum MHD_Result ret = ok ? MHD_queue_response(req->conn, status, resp) : MHD_NO;
-	MHD_destroy_response(resp);
-	if (ret == MHD_YES) {
-		req->status = status;
-		metrics_request(req->route, status);
+	if (!ok) {
+		MHD_destroy_response(resp);
+		return MHD_NO;
 	}
-	return ret;
+	if (req->in_fiber) {
+		/* the connection is suspended: MHD's thread queues this when the fiber resumes it */
+		req->response = resp;
+	} else {
+		enum MHD_Result ret = MHD_queue_response(req->conn, status, resp);
+		MHD_destroy_response(resp);
+		if (ret != MHD_YES)
+			return ret;
+	}
+	req->status = status;
+	metrics_request(req->route, status);
+	return MHD_YES;
 }
 
 enum MHD_Result http_reply_json(struct http_request *req, unsigned status, json_t *body,
@@ -176,8 +190,8 @@ PGresult *http_db_exec(struct http_request *req, const char *stmt, int n, const 
 		PGconn *conn = db_pool_acquire(req->srv->pool, HTTP_DB_WAIT_MS, err, sizeof(err));
 		if (!conn)
 			break;
-		res = PQexecPrepared(conn, stmt, n, params, NULL, NULL, 0);
-		bool lost = PQstatus(conn) == CONNECTION_BAD;
+		res = db_exec_prepared(conn, stmt, n, params);
+		bool lost = !res || PQstatus(conn) == CONNECTION_BAD;
 		if (lost)
 			snprintf(err, sizeof(err), "%.*s", (int)strcspn(PQerrorMessage(conn), "\n"),
 				 PQerrorMessage(conn));
@@ -320,6 +334,45 @@ static enum MHD_Result dispatch(struct http_request *req)
 	}
 }
 
+/* Run MHD once for the connections resumed since the last run (batched: see run_handler). */
+static void kick(void *arg)
+{
+	struct server *srv = arg;
+	srv->kick_pending = false;
+	/*
+	 * A resumed connection takes a few runs (queue the reply, send it, find
+	 * no next request yet and go back into MHD's epoll set); MHD says "run me
+	 * again" with a zero timeout. The pump, parked on MHD's descriptor, would
+	 * not see that until its own timeout.
+	 */
+	for (int runs = 0; srv->daemon; runs++) {
+		MHD_run(srv->daemon);
+		MHD_UNSIGNED_LONG_LONG ms = 1;
+		if (MHD_get_timeout(srv->daemon, &ms) != MHD_YES || ms > 0)
+			break;
+		if (runs == 8) { /* let the other fibers in, and carry on after them */
+			srv->kick_pending = fiber_spawn(srv->loop, kick, srv);
+			break;
+		}
+	}
+}
+
+/* A request's fiber: run the handler, then hand the connection back to MHD. */
+static void run_handler(void *arg)
+{
+	struct http_request *req = arg;
+	struct server *srv = req->srv;
+	req->in_fiber = true;
+	req->result = dispatch(req);
+	req->in_fiber = false;
+	req->handled = true;
+	MHD_resume_connection(req->conn);
+	srv->in_flight--;
+	/* MHD sends the reply in its next run: one run, after the fibers runnable now, for all of them */
+	if (!srv->kick_pending)
+		srv->kick_pending = fiber_spawn(srv->loop, kick, srv);
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
 				  const char *version, const char *upload_data, size_t *upload_data_size,
 				  void **con_cls)
@@ -368,9 +421,32 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		req->body[req->body_len] = '\0';
 		return MHD_YES;
 	}
+	if (req->handled) {
+		/* resumed: queue what the handler's fiber replied */
+		if (!req->response)
+			return req->result == MHD_YES && req->status ? MHD_YES : MHD_NO;
+		enum MHD_Result ret = MHD_queue_response(conn, req->status, req->response);
+		MHD_destroy_response(req->response);
+		req->response = NULL;
+		return ret;
+	}
 	if (req->status)
 		return MHD_YES;
-	return dispatch(req);
+	if (atomic_load(&req->srv->stopping)) {
+		static const char *const close_headers[] = {"Connection", "close", "Retry-After", "1", NULL};
+		return http_reply_problem_with(req, 503, "server-stopping", "Retry on another connection.",
+					       NULL, close_headers);
+	}
+	/* the handler runs in a fiber of its own; the connection waits, suspended */
+	MHD_suspend_connection(conn);
+	if (!fiber_spawn(req->srv->loop, run_handler, req)) {
+		req->handled = true;
+		req->result = MHD_NO; /* out of memory: close the connection */
+		MHD_resume_connection(conn);
+		return MHD_YES;
+	}
+	req->srv->in_flight++;
+	return MHD_YES;
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
@@ -385,6 +461,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 		log_msg(LOG_DEBUG, NULL, "%s %s -> %u in %.1f ms%s", req->method, req->url, req->status,
 			(http_now() - req->started) * 1000.0,
 			toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (aborted)");
+	if (req->response)
+		MHD_destroy_response(req->response);
 	free(req->body);
 	free(req);
 	*con_cls = NULL;
@@ -399,7 +477,41 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 	log_msg(LOG_WARN, "mhd", "%s", line);
 }
 
-struct MHD_Daemon *http_start(struct server *srv, char *err, size_t errlen)
+/*
+ * The fiber that drives libmicrohttpd: it waits for MHD's epoll descriptor
+ * (new connections, request bytes, resumed connections) and runs MHD, whose
+ * callbacks start a fiber per request. At stop it lets the requests in
+ * flight finish (up to HTTP_STOP_GRACE_MS), then closes the daemon.
+ */
+static void pump(void *arg)
+{
+	struct server *srv = arg;
+	const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_EPOLL_FD);
+	int fd = info ? info->epoll_fd : -1;
+	double stop_by = 0;
+
+	for (;;) {
+		bool stopping = atomic_load(&srv->stopping);
+		if (stopping && stop_by == 0)
+			stop_by = http_now() + HTTP_STOP_GRACE_MS / 1000.0;
+		if (stopping && (srv->in_flight == 0 || http_now() > stop_by))
+			break;
+		/* wake for MHD's own timeouts too, and at least every 100 ms to notice a stop */
+		MHD_UNSIGNED_LONG_LONG ms = 100;
+		if (MHD_get_timeout(srv->daemon, &ms) != MHD_YES || ms > 100)
+			ms = 100;
+		if (fd < 0 || fiber_wait_fd(fd, POLLIN, (int)ms) < 0)
+			fiber_sleep_ms((unsigned)ms);
+		MHD_run(srv->daemon);
+	}
+	if (srv->in_flight > 0)
+		log_warn("stopping with %d requests still running", srv->in_flight);
+	else
+		MHD_stop_daemon(srv->daemon);
+	srv->daemon = NULL;
+}
+
+bool http_start(struct server *srv, char *err, size_t errlen)
 {
 	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
 	struct addrinfo *ai = NULL;
@@ -412,8 +524,8 @@ struct MHD_Daemon *http_start(struct server *srv, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot resolve %s: %s", srv->cfg->listen_host, gai_strerror(rc));
 		return NULL;
 	}
-	unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG |
-			 MHD_USE_POLL;
+	/* no thread of MHD's own: the pump fiber runs it on the loop, beside the handlers */
+	unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
 	if (ai->ai_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
 	daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER,
@@ -423,13 +535,21 @@ struct MHD_Daemon *http_start(struct server *srv, char *err, size_t errlen)
 				  MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)HTTP_PER_IP_LIMIT,
 				  MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_END);
 	freeaddrinfo(ai);
-	if (!daemon)
+	if (!daemon) {
 		snprintf(err, errlen, "cannot listen on %s", srv->cfg->listen);
-	return daemon;
+		return false;
+	}
+	srv->daemon = daemon;
+	if (!fiber_spawn(srv->loop, pump, srv)) {
+		snprintf(err, errlen, "out of memory");
+		MHD_stop_daemon(daemon);
+		srv->daemon = NULL;
+		return false;
+	}
+	return true;
 }
 
-void http_stop(struct MHD_Daemon *daemon)
+void http_stop(struct server *srv)
 {
-	if (daemon)
-		MHD_stop_daemon(daemon);
+	atomic_store(&srv->stopping, true); /* the pump closes the daemon; the loop's stop waits for it */
 }

@@ -11,6 +11,7 @@
 #include <jansson.h>
 #include <libpq-fe.h>
 #include <microhttpd.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -19,12 +20,19 @@
 
 /* How long a request waits for a database connection before a 503. */
 #define HTTP_DB_WAIT_MS 1500
+/* How long a stopping server lets running requests finish. */
+#define HTTP_STOP_GRACE_MS 30000
 
 /* What every handler may use; lives as long as the daemon. */
 struct server {
 	const struct config *cfg;
 	struct db_pool *pool;
-	struct hotqueue *hotq; /* the hot-SKU queue; NULL when switched off */
+	struct hotqueue *hotq;	   /* the hot-SKU queue; NULL when switched off */
+	struct fiber_loop *loop;   /* runs MHD and every request's handler, in fibers */
+	struct MHD_Daemon *daemon; /* loop thread only */
+	int in_flight;		   /* requests whose fiber runs; loop thread only */
+	bool kick_pending;	   /* an MHD run for resumed connections is due; loop thread only */
+	atomic_bool stopping;	   /* set by http_stop: new requests get 503 */
 };
 
 /* One request, allocated on its first callback and freed when it completes. */
@@ -39,17 +47,25 @@ struct http_request {
 	bool body_too_large;
 	double started;	 /* monotonic seconds */
 	unsigned status; /* 0 until replied */
+	/* a reply made in the handler's fiber, queued by MHD's thread on resume */
+	struct MHD_Response *response;
+	enum MHD_Result result; /* what the handler returned */
+	bool handled;		/* its fiber has run */
+	bool in_fiber;		/* replies are kept for MHD's next run, not queued */
 };
 
 /*
- * Start listening on cfg->listen_host:listen_port. Returns the daemon, or
- * NULL with a reason in err. Stop it with http_stop().
+ * Start listening on cfg->listen_host:listen_port, served by a fiber on
+ * srv->loop. Returns false with a reason in err. Stop with http_stop().
  */
-struct MHD_Daemon *http_start(struct server *srv, char *err, size_t errlen)
-    __attribute__((warn_unused_result));
+bool http_start(struct server *srv, char *err, size_t errlen) __attribute__((warn_unused_result));
 
-/* Stop the daemon, waiting for running requests. Accepts NULL. */
-void http_stop(struct MHD_Daemon *daemon);
+/*
+ * Begin to stop: new requests get 503, running handlers may finish (up to
+ * HTTP_STOP_GRACE_MS), then the daemon closes; fiber_loop_stop(srv->loop)
+ * waits for all of it.
+ */
+void http_stop(struct server *srv);
 
 /* A request header's value, or NULL. */
 const char *http_header(struct http_request *req, const char *name);

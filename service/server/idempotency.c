@@ -47,7 +47,7 @@ enum idempotency_claim idempotency_claim(PGconn *conn, const char *key, const ch
 	memset(stored, 0, sizeof(*stored));
 	if (err && errlen)
 		err[0] = '\0';
-	res = PQexecPrepared(conn, "idempotency_claim", 2, params, NULL, NULL, 0);
+	res = db_exec_prepared(conn, "idempotency_claim", 2, params);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 		goto out;
 	if (PQntuples(res) == 1) {
@@ -55,7 +55,7 @@ enum idempotency_claim idempotency_claim(PGconn *conn, const char *key, const ch
 		goto out;
 	}
 	PQclear(res);
-	res = PQexecPrepared(conn, "idempotency_lookup", 2, params, NULL, NULL, 0);
+	res = db_exec_prepared(conn, "idempotency_lookup", 2, params);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 		goto out;
 	if (PQntuples(res) != 1) {
@@ -93,7 +93,7 @@ bool idempotency_store(PGconn *conn, const char *key, unsigned status, const cha
 	char code[16];
 	snprintf(code, sizeof(code), "%u", status);
 	const char *params[] = {key, code, body, location && *location ? location : NULL};
-	PGresult *res = PQexecPrepared(conn, "idempotency_store", 4, params, NULL, NULL, 0);
+	PGresult *res = db_exec_prepared(conn, "idempotency_store", 4, params);
 	bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
 	PQclear(res);
 	return ok;
@@ -102,7 +102,7 @@ bool idempotency_store(PGconn *conn, const char *key, unsigned status, const cha
 void idempotency_release(PGconn *conn, const char *key)
 {
 	const char *params[] = {key};
-	PQclear(PQexecPrepared(conn, "idempotency_release", 1, params, NULL, NULL, 0));
+	PQclear(db_exec_prepared(conn, "idempotency_release", 1, params));
 }
 
 void idempotency_response_free(struct idempotency_response *r)

@@ -11,6 +11,7 @@
 #include "checkout.h"
 #include "checkout/config.h"
 #include "checkout/db.h"
+#include "checkout/fiber.h"
 #include "checkout/hotqueue.h"
 #include "checkout/log.h"
 #include "http.h"
@@ -40,7 +41,6 @@ int main(int argc, char **argv)
 							   idempotency_stmts, NULL};
 	struct config cfg;
 	struct server srv = {0};
-	struct MHD_Daemon *daemon = NULL;
 	int status = EXIT_FAILURE;
 	char err[512];
 	sigset_t stop;
@@ -85,8 +85,12 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	start_housekeeping(srv.pool);
-	daemon = http_start(&srv, err, sizeof(err));
-	if (!daemon) {
+	srv.loop = fiber_loop_start(err, sizeof(err));
+	if (!srv.loop) {
+		log_error("%s", err);
+		goto out;
+	}
+	if (!http_start(&srv, err, sizeof(err))) {
 		log_error("%s", err);
 		goto out;
 	}
@@ -99,7 +103,9 @@ int main(int argc, char **argv)
 	log_info("stopping on signal %d", sig);
 	status = EXIT_SUCCESS;
 out:
-	http_stop(daemon);
+	if (srv.loop)
+		http_stop(&srv);
+	fiber_loop_stop(srv.loop);
 	db_pool_destroy(srv.pool);
 	hotqueue_destroy(srv.hotq);
 	config_free(&cfg);

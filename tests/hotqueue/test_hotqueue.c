@@ -1,60 +1,72 @@
-/* test_hotqueue.c - the hot-SKU queue: one checkout per SKU at a time, no deadlocks. */
+/* test_hotqueue.c - the hot-SKU queue: one checkout per SKU at a time, in arrival order, no deadlocks. */
 #define _GNU_SOURCE
 #include "checkout/hotqueue.h"
 
 #include <criterion/criterion.h>
-#include <pthread.h>
-#include <sched.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 
-/* Join t, failing the test if it has not finished within seconds (a deadlock). */
-static void join_within(pthread_t t, int seconds)
+#include "checkout/fiber.h"
+
+/* The fibers of one test: started together on a fresh loop, and waited for. */
+struct crowd {
+	struct fiber_loop *loop;
+};
+
+static void crowd_start(struct crowd *c)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += seconds;
-	cr_assert_eq(pthread_timedjoin_np(t, NULL, &ts), 0, "thread still blocked after %d s", seconds);
+	char err[256];
+	c->loop = fiber_loop_start(err, sizeof(err));
+	cr_assert_not_null(c->loop, "%s", err);
+}
+
+static void crowd_spawn(struct crowd *c, void (*fn)(void *), void *arg)
+{
+	cr_assert(fiber_spawn(c->loop, fn, arg));
+}
+
+/* Wait until every fiber has finished, failing the test after seconds (a deadlock). */
+static void crowd_join(struct crowd *c, int seconds)
+{
+	for (int i = 0; i < seconds * 100 && fiber_count(c->loop) > 0; i++) {
+		struct timespec ms10 = {0, 10 * 1000 * 1000L};
+		nanosleep(&ms10, NULL);
+	}
+	cr_assert_eq(fiber_count(c->loop), 0, "fibers still waiting after %d s", seconds);
+	fiber_loop_stop(c->loop);
 }
 
 struct same_sku {
 	struct hotqueue *q;
-	const char *sku;
-	atomic_int inside;
-	atomic_int most_inside;
-	int rounds;
+	int inside, most_inside, rounds;
 };
 
-static void *same_sku_worker(void *arg)
+static void same_sku_fiber(void *arg)
 {
 	struct same_sku *s = arg;
 	for (int i = 0; i < s->rounds; i++) {
 		struct hotqueue_hold hold;
 		hotqueue_hold_init(&hold);
-		hotqueue_hold_add(&hold, s->sku);
+		hotqueue_hold_add(&hold, "sku-hot");
 		hotqueue_acquire(s->q, &hold);
-		int now = atomic_fetch_add(&s->inside, 1) + 1;
-		int seen = atomic_load(&s->most_inside);
-		while (now > seen && !atomic_compare_exchange_weak(&s->most_inside, &seen, now))
-			;
-		sched_yield(); /* give the others every chance to get in as well */
-		atomic_fetch_sub(&s->inside, 1);
+		if (++s->inside > s->most_inside)
+			s->most_inside = s->inside;
+		fiber_sleep_ms(0); /* as a transaction would: give the others every chance to get in */
+		s->inside--;
 		hotqueue_release(s->q, &hold);
 	}
-	return NULL;
 }
 
 static int run_same_sku(struct hotqueue *q)
 {
-	struct same_sku s = {.q = q, .sku = "sku-hot", .rounds = 2000};
-	pthread_t t[8];
+	struct same_sku s = {.q = q, .rounds = 200};
+	struct crowd c;
+	crowd_start(&c);
 	for (int i = 0; i < 8; i++)
-		cr_assert_eq(pthread_create(&t[i], NULL, same_sku_worker, &s), 0);
-	for (int i = 0; i < 8; i++)
-		join_within(t[i], 60);
-	return atomic_load(&s.most_inside);
+		crowd_spawn(&c, same_sku_fiber, &s);
+	crowd_join(&c, 60);
+	return s.most_inside;
 }
 
 Test(hotqueue, lets_one_checkout_of_a_sku_in_at_a_time)
@@ -62,7 +74,7 @@ Test(hotqueue, lets_one_checkout_of_a_sku_in_at_a_time)
 	struct hotqueue *q = hotqueue_create();
 	cr_assert_not_null(q);
 	cr_expect_eq(run_same_sku(q), 1, "two checkouts of one SKU held the queue together");
-	cr_expect_gt(hotqueue_waits(q), 0, "eight threads on one SKU never had to wait");
+	cr_expect_gt(hotqueue_waits(q), 0, "eight fibers on one SKU never had to wait");
 	hotqueue_destroy(q);
 }
 
@@ -73,24 +85,8 @@ Test(hotqueue, switched_off_it_queues_nothing)
 	cr_expect_eq(hotqueue_waits(NULL), 0);
 }
 
-struct hold_one {
-	struct hotqueue *q;
-	const char *sku;
-};
-
-static void *acquire_and_release(void *arg)
-{
-	struct hold_one *h = arg;
-	struct hotqueue_hold hold;
-	hotqueue_hold_init(&hold);
-	hotqueue_hold_add(&hold, h->sku);
-	hotqueue_acquire(h->q, &hold);
-	hotqueue_release(h->q, &hold);
-	return NULL;
-}
-
 /* Two SKUs that land on different stripes (found by trying, as the hash is private). */
-static void different_stripes(struct hotqueue *q, char *a, char *b, size_t len)
+static void different_stripes(char *a, char *b, size_t len)
 {
 	snprintf(a, len, "sku-00000");
 	struct hotqueue_hold held;
@@ -105,55 +101,95 @@ static void different_stripes(struct hotqueue *q, char *a, char *b, size_t len)
 			return;
 	}
 	cr_assert_fail("100 SKUs all hashed onto one stripe");
-	(void)q;
+}
+
+/* A checkout that takes its SKU, waits until told, and records when it got in. */
+struct holder {
+	struct hotqueue *q;
+	const char *sku;
+	int *clock;  /* shared: counts entries */
+	int entered; /* the clock when it got in; 0 before */
+	int hold_ms; /* how long it keeps the SKU */
+};
+
+static void holder_fiber(void *arg)
+{
+	struct holder *h = arg;
+	struct hotqueue_hold hold;
+	hotqueue_hold_init(&hold);
+	hotqueue_hold_add(&hold, h->sku);
+	hotqueue_hold_add(&hold, h->sku); /* a SKU twice in a cart takes its stripe once */
+	hotqueue_acquire(h->q, &hold);
+	h->entered = ++*h->clock;
+	fiber_sleep_ms((unsigned)h->hold_ms);
+	hotqueue_release(h->q, &hold);
+	hotqueue_release(h->q, &hold); /* twice is harmless */
 }
 
 Test(hotqueue, does_not_hold_up_other_skus)
 {
 	struct hotqueue *q = hotqueue_create();
 	char a[16], b[16];
-	different_stripes(q, a, b, sizeof(a));
-
-	struct hotqueue_hold hold;
-	hotqueue_hold_init(&hold);
-	hotqueue_hold_add(&hold, a);
-	hotqueue_acquire(q, &hold);
-	/* while a is held, a checkout of b gets through */
-	struct hold_one other = {q, b};
-	pthread_t t;
-	cr_assert_eq(pthread_create(&t, NULL, acquire_and_release, &other), 0);
-	join_within(t, 10);
-	hotqueue_release(q, &hold);
-	hotqueue_release(q, &hold); /* twice is harmless */
+	int clock = 0;
+	different_stripes(a, b, sizeof(a));
+	struct holder slow = {q, a, &clock, 0, 300}, other = {q, b, &clock, 0, 0};
+	struct crowd c;
+	crowd_start(&c);
+	crowd_spawn(&c, holder_fiber, &slow);
+	crowd_spawn(&c, holder_fiber, &other);
+	crowd_join(&c, 10);
+	/* b got in while a was held, and nobody waited */
+	cr_expect_eq(slow.entered, 1);
+	cr_expect_eq(other.entered, 2);
 	cr_expect_eq(hotqueue_waits(q), 0);
 	hotqueue_destroy(q);
 }
 
-Test(hotqueue, blocks_a_second_checkout_of_the_same_sku_until_release)
+struct watcher {
+	struct holder *second;
+	int seen_while_held; /* second->entered while the first still held the SKU */
+};
+
+static void watch_fiber(void *arg)
+{
+	struct watcher *w = arg;
+	fiber_sleep_ms(50); /* the first holds the SKU for 200 ms */
+	w->seen_while_held = w->second->entered;
+}
+
+Test(hotqueue, keeps_a_second_checkout_of_the_same_sku_waiting_until_release)
 {
 	struct hotqueue *q = hotqueue_create();
-	struct hotqueue_hold hold;
-	hotqueue_hold_init(&hold);
-	hotqueue_hold_add(&hold, "sku-00042");
-	hotqueue_hold_add(&hold, "sku-00042"); /* a SKU twice in a cart takes its stripe once */
-	hotqueue_acquire(q, &hold);
+	int clock = 0;
+	struct holder first = {q, "sku-00042", &clock, 0, 200}, second = {q, "sku-00042", &clock, 0, 0};
+	struct watcher w = {&second, -1};
+	struct crowd c;
+	crowd_start(&c);
+	crowd_spawn(&c, holder_fiber, &first);
+	crowd_spawn(&c, holder_fiber, &second);
+	crowd_spawn(&c, watch_fiber, &w);
+	crowd_join(&c, 10);
+	cr_expect_eq(w.seen_while_held, 0, "the second checkout got in while the SKU was held");
+	cr_expect_eq(second.entered, 2, "the second checkout never got in");
+	cr_expect_eq(hotqueue_waits(q), 1);
+	hotqueue_destroy(q);
+}
 
-	struct hold_one other = {q, "sku-00042"};
-	pthread_t t;
-	cr_assert_eq(pthread_create(&t, NULL, acquire_and_release, &other), 0);
-	/* it cannot finish while we hold the stripe; it must have started waiting */
-	while (hotqueue_waits(q) == 0)
-		sched_yield();
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_nsec += 50 * 1000 * 1000;
-	if (ts.tv_nsec >= 1000000000) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000;
+Test(hotqueue, serves_checkouts_of_a_sku_in_arrival_order)
+{
+	struct hotqueue *q = hotqueue_create();
+	int clock = 0;
+	struct holder h[16];
+	struct crowd c;
+	crowd_start(&c);
+	for (int i = 0; i < 16; i++) {
+		h[i] = (struct holder){q, "sku-hot", &clock, 0, 2};
+		crowd_spawn(&c, holder_fiber, &h[i]);
 	}
-	cr_expect_neq(pthread_timedjoin_np(t, NULL, &ts), 0, "second checkout got in while the SKU was held");
-	hotqueue_release(q, &hold);
-	join_within(t, 10);
+	crowd_join(&c, 10);
+	/* fibers start in spawn order; each must get in right after the one before it */
+	for (int i = 0; i < 16; i++)
+		cr_expect_eq(h[i].entered, i + 1, "checkout %d got in as number %d", i, h[i].entered);
 	hotqueue_destroy(q);
 }
 
@@ -163,7 +199,7 @@ struct cart {
 	int rounds;
 };
 
-static void *cart_worker(void *arg)
+static void cart_fiber(void *arg)
 {
 	struct cart *c = arg;
 	for (int i = 0; i < c->rounds; i++) {
@@ -172,24 +208,24 @@ static void *cart_worker(void *arg)
 		for (int k = 0; k < 3; k++)
 			hotqueue_hold_add(&hold, c->skus[k]);
 		hotqueue_acquire(c->q, &hold);
-		sched_yield();
+		fiber_sleep_ms(0);
 		hotqueue_release(c->q, &hold);
 	}
-	return NULL;
 }
 
 Test(hotqueue, carts_naming_skus_in_opposite_orders_do_not_deadlock)
 {
 	struct hotqueue *q = hotqueue_create();
-	struct cart forward = {q, {"sku-00001", "sku-00002", "sku-00003"}, 20000};
-	struct cart backward = {q, {"sku-00003", "sku-00002", "sku-00001"}, 20000};
-	struct cart middle = {q, {"sku-00002", "sku-00003", "sku-00001"}, 20000};
-	pthread_t t[3];
-	cr_assert_eq(pthread_create(&t[0], NULL, cart_worker, &forward), 0);
-	cr_assert_eq(pthread_create(&t[1], NULL, cart_worker, &backward), 0);
-	cr_assert_eq(pthread_create(&t[2], NULL, cart_worker, &middle), 0);
-	for (int i = 0; i < 3; i++)
-		join_within(t[i], 60);
+	struct cart forward = {q, {"sku-00001", "sku-00002", "sku-00003"}, 2000};
+	struct cart backward = {q, {"sku-00003", "sku-00002", "sku-00001"}, 2000};
+	struct cart middle = {q, {"sku-00002", "sku-00003", "sku-00001"}, 2000};
+	struct crowd c;
+	crowd_start(&c);
+	crowd_spawn(&c, cart_fiber, &forward);
+	crowd_spawn(&c, cart_fiber, &backward);
+	crowd_spawn(&c, cart_fiber, &middle);
+	crowd_join(&c, 60);
+	cr_expect_gt(hotqueue_waits(q), 0, "the carts never met");
 	hotqueue_destroy(q);
 }
 
