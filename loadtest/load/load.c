@@ -468,7 +468,8 @@ struct load_flag {
 
 static const struct load_flag flags[] = {
     {"url", "URL", "server base URL (default http://127.0.0.1:8080)"},
-    {"connections", "N", "keep-alive connections, one thread each (default 32)"},
+    {"connections", "N", "keep-alive connections (default 32)"},
+    {"threads", "N", "epoll threads the connections are spread over (default: one per core)"},
     {"duration", "SECONDS", "how long to send requests (default 10)"},
     {"warmup", "SECONDS", "leave out the first seconds from the results (default 0)"},
     {"rate", "PER_SECOND", "open loop: this many requests per second in all (default 0: closed loop)"},
