@@ -48,6 +48,7 @@ struct config {
 	int db_pool_size;
 	int isolation; /* enum config_isolation; race tool: the server's level */
 	int race_pause_ms;
+	int idempotency_purge_seconds;
 	int max_retries;
 	bool hot_sku_queue;
 

@@ -57,6 +57,8 @@ static const struct option options[] = {
 	 "demonstration: pause between the checkout's reads and writes"},
 	{"max-retries", "MAX_RETRIES", OPT_INT, "10", CONFIG_SERVER, F(max_retries), 0, 1000, NULL,
 	 "retries of a checkout after a serialization failure or deadlock"},
+	{"idempotency-purge-seconds", "IDEMPOTENCY_PURGE_SECONDS", OPT_INT, "600", CONFIG_SERVER,
+	 F(idempotency_purge_seconds), 1, 86400, NULL, "how often idempotency keys past their 24 hours are deleted"},
 	{"hot-sku-queue", "HOT_SKU_QUEUE", OPT_BOOL, "true", CONFIG_SERVER, F(hot_sku_queue), 0, 0, NULL,
 	 "queue checkouts of the same SKU inside the process (an optimisation only)"},
 	{"batch-size", "RELAY_BATCH", OPT_INT, "5000", CONFIG_RELAY, F(relay_batch), 1, 100000, NULL,

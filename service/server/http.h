@@ -1,7 +1,8 @@
 /* http.h - the HTTP side of checkout-server: daemon, routing, replies.
  *
- * libmicrohttpd runs one thread per connection, so a handler may block on
- * the database without stalling other clients; the database pool bounds how
+ * libmicrohttpd runs inside the server's event loop (fiber.h) and every
+ * request's handler in a fiber of its own, so a handler may wait on the
+ * database without stalling other clients; the database pool bounds how
  * many of them touch PostgreSQL at once. Every handler answers through one
  * of the http_reply* functions exactly once.
  */

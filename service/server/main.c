@@ -20,19 +20,64 @@
 #include "products.h"
 
 /*
- * Housekeeping at start, best effort (the database may be down): refresh the
- * planner's statistics (tables analysed while empty plan badly) and drop
- * idempotency keys past their 24 hours (a claim also overwrites them).
+ * At start, best effort (the database may be down): refresh the planner's
+ * statistics, since tables analysed while empty plan badly.
  */
-static void start_housekeeping(struct db_pool *pool)
+static void analyze_at_start(struct db_pool *pool)
 {
 	char err[256] = "";
 	PGconn *conn = db_pool_acquire(pool, HTTP_DB_WAIT_MS, err, sizeof(err));
-	if (!conn ||
-	    !db_command(conn, "ANALYZE products, limit_groups, order_lines, orders", err, sizeof(err)) ||
-	    !db_command(conn, "DELETE FROM idempotency_keys WHERE expires_at < now()", err, sizeof(err)))
-		log_warn("housekeeping at start failed (continuing): %s", err);
+	if (!conn || !db_command(conn, "ANALYZE products, limit_groups, order_lines, orders", err, sizeof(err)))
+		log_warn("ANALYZE at start failed (continuing): %s", err);
 	db_pool_release(pool, conn);
+}
+
+/* Keys deleted per statement: short statements, so checkouts never wait long behind one. */
+#define PURGE_BATCH 5000
+
+/* Delete the idempotency keys past their 24 hours, a batch at a time. */
+static void purge_expired_keys(struct server *srv)
+{
+	long total = 0, deleted = PURGE_BATCH;
+	char err[256] = "", sql[160];
+	snprintf(sql, sizeof(sql),
+		 "DELETE FROM idempotency_keys WHERE key IN "
+		 "(SELECT key FROM idempotency_keys WHERE expires_at < now() LIMIT %d)",
+		 PURGE_BATCH);
+	while (deleted == PURGE_BATCH && !atomic_load(&srv->stopping)) {
+		PGconn *conn = db_pool_acquire(srv->pool, HTTP_DB_WAIT_MS, err, sizeof(err));
+		if (!conn)
+			break;
+		PGresult *res = db_exec(conn, sql);
+		if (PQresultStatus(res) == PGRES_COMMAND_OK) {
+			deleted = strtol(PQcmdTuples(res), NULL, 10);
+			total += deleted;
+		} else {
+			snprintf(err, sizeof(err), "%s", res ? PQresultErrorMessage(res) : PQerrorMessage(conn));
+			deleted = -1;
+		}
+		PQclear(res);
+		db_pool_release(srv->pool, conn);
+	}
+	if (*err)
+		log_warn("deleting expired idempotency keys failed (next try in %d s): %s",
+			 srv->cfg->idempotency_purge_seconds, err);
+	if (total > 0)
+		log_info("deleted %ld idempotency keys past their 24 hours", total);
+}
+
+/* A fiber: purge expired idempotency keys now and every IDEMPOTENCY_PURGE_SECONDS until the server stops. */
+static void housekeeping(void *arg)
+{
+	struct server *srv = arg;
+	double next = 0;
+	while (!atomic_load(&srv->stopping)) {
+		if (http_now() >= next) {
+			purge_expired_keys(srv);
+			next = http_now() + srv->cfg->idempotency_purge_seconds;
+		}
+		fiber_sleep_ms(100); /* a stopping server waits at most this long for this fiber */
+	}
 }
 
 int main(int argc, char **argv)
@@ -84,7 +129,7 @@ int main(int argc, char **argv)
 		log_error("out of memory");
 		goto out;
 	}
-	start_housekeeping(srv.pool);
+	analyze_at_start(srv.pool);
 	srv.loop = fiber_loop_start(err, sizeof(err));
 	if (!srv.loop) {
 		log_error("%s", err);
@@ -92,6 +137,10 @@ int main(int argc, char **argv)
 	}
 	if (!http_start(&srv, err, sizeof(err))) {
 		log_error("%s", err);
+		goto out;
+	}
+	if (!fiber_spawn(srv.loop, housekeeping, &srv)) {
+		log_error("out of memory");
 		goto out;
 	}
 	log_info("listening on %s:%d, isolation %s, database pool of %d, max retries %d, hot-SKU queue %s",

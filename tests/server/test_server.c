@@ -467,6 +467,27 @@ Test(server, idempotency_key_replays_the_first_answer_and_refuses_another_body)
 	serverenv_stop(&s);
 }
 
+Test(server, idempotency_keys_past_their_24_hours_are_deleted_while_it_runs)
+{
+	static const char *const env[] = {"IDEMPOTENCY_PURGE_SECONDS=1", NULL};
+	struct serverenv s;
+	serverenv_start(&s, NULL, env);
+	/* inserted after the start, so only the periodic pass can delete them */
+	testenv_exec(s.conn, "INSERT INTO idempotency_keys (key, request_hash, status, expires_at) "
+			     "SELECT 'old-' || i, 'h', 201, now() - interval '1 minute' FROM generate_series(1, 6000) i");
+	testenv_exec(s.conn, "INSERT INTO idempotency_keys (key, request_hash, status) VALUES ('fresh', 'h', 201)");
+	long old = -1;
+	for (int i = 0; i < 100 && old != 0; i++) {
+		testenv_sleep_ms(100);
+		old = testenv_query_long(s.conn, "SELECT count(*) FROM idempotency_keys WHERE key LIKE 'old-%'");
+	}
+	cr_expect_eq(old, 0, "%ld expired keys left after 10 s", old);
+	cr_expect_eq(testenv_query_long(s.conn, "SELECT count(*) FROM idempotency_keys WHERE key = 'fresh'"), 1);
+	/* one statement inserted them all, so one pass deletes them all, in two batches */
+	cr_expect(testenv_wait_log(&s.proc, "deleted 6000 idempotency keys past their 24 hours", 2000));
+	serverenv_stop(&s);
+}
+
 Test(server, idempotency_key_in_use_is_409_until_the_holders_lease_runs_out)
 {
 	struct serverenv s;
