@@ -345,6 +345,7 @@ static enum tx_status checkout_attempt(struct server *srv, PGconn *conn, const s
 	/* 1. read: BEGIN, the cart's products, a new order id and the time, in one round trip */
 	snprintf(begin, sizeof(begin), "BEGIN ISOLATION LEVEL %s", config_isolation_sql(srv->cfg->isolation));
 	const char *read_params[] = {skus, cart->customer_id};
+	double step_started = http_now();
 	if (PQenterPipelineMode(conn) != 1 || !send_sql(conn, begin) ||
 	    !send_prepared(conn, "checkout_settings", 0, NULL) ||
 	    !send_prepared(conn, "checkout_read", 2, read_params) ||
@@ -355,6 +356,7 @@ static enum tx_status checkout_attempt(struct server *srv, PGconn *conn, const s
 		goto out;
 	}
 	status = pipe_finish(conn, 4, reads, false, err, errlen);
+	metrics_step(STEP_READ, http_now() - step_started);
 	if (status != TX_OK)
 		goto out;
 	if (!reads[2] || !reads[3] || PQntuples(reads[3]) != 1) {
@@ -370,9 +372,11 @@ static enum tx_status checkout_attempt(struct server *srv, PGconn *conn, const s
 		fiber_sleep_ms((unsigned)srv->cfg->race_pause_ms);
 
 	/* 2. decide */
+	step_started = http_now();
 	if (!decide(cart, lines, result)) {
 		/* commit the read-only transaction: under SSI even a rejection's reads must hold up */
 		PGresult *res = db_exec(conn, "COMMIT");
+		metrics_step(STEP_WRITE_COMMIT, http_now() - step_started);
 		if (PQresultStatus(res) == PGRES_COMMAND_OK)
 			status = TX_OK;
 		else if (PQstatus(conn) == CONNECTION_BAD)
@@ -441,6 +445,7 @@ static enum tx_status checkout_attempt(struct server *srv, PGconn *conn, const s
 		goto out;
 	}
 	status = pipe_finish(conn, sent, NULL, true, err, errlen);
+	metrics_step(STEP_WRITE_COMMIT, http_now() - step_started);
 	if (status != TX_OK)
 		goto out;
 
@@ -468,8 +473,11 @@ void checkout_run(struct server *srv, PGconn **conn, const struct checkout_reque
 
 	memset(result, 0, sizeof(*result));
 	for (;;) {
-		if (!*conn)
+		if (!*conn) {
+			double asked = http_now();
 			*conn = db_pool_acquire(srv->pool, HTTP_DB_WAIT_MS, err, sizeof(err));
+			metrics_step(STEP_POOL_WAIT, http_now() - asked);
+		}
 		if (!*conn)
 			goto unavailable;
 		enum tx_status status =
@@ -624,7 +632,11 @@ enum MHD_Result checkout_handle(struct http_request *req)
 		db_pool_release(srv->pool, conn);
 		conn = NULL;
 	}
-	hotqueue_acquire(srv->hotq, &turn);
+	if (srv->hotq) {
+		double asked = http_now();
+		hotqueue_acquire(srv->hotq, &turn);
+		metrics_step(STEP_HOT_SKU_WAIT, http_now() - asked);
+	}
 	checkout_run(srv, &conn, cart, claimed ? key : NULL, &result);
 	if (!result.body)
 		goto out;

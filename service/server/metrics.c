@@ -42,11 +42,23 @@ const char *metrics_outcome_name(enum metrics_outcome outcome)
 static const double buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
 #define N_BUCKETS (sizeof(buckets) / sizeof(buckets[0]))
 
+static const char *const step_names[STEP_COUNT] = {
+    [STEP_HOT_SKU_WAIT] = "hot_sku_wait",
+    [STEP_POOL_WAIT] = "pool_wait",
+    [STEP_READ] = "read",
+    [STEP_WRITE_COMMIT] = "write_commit",
+};
+
+struct histogram {
+	unsigned long buckets[N_BUCKETS + 1]; /* last: +Inf */
+	unsigned long count;
+	unsigned long sum_us;
+};
+
 static unsigned long requests[ROUTE_COUNT][STATUS_MAX - STATUS_MIN + 1];
 static unsigned long outcomes[OUTCOME_COUNT];
-static unsigned long latency_buckets[N_BUCKETS + 1]; /* last: +Inf */
-static unsigned long latency_count;
-static unsigned long latency_sum_us;
+static struct histogram latency;
+static struct histogram steps[STEP_COUNT];
 static unsigned long retries;
 
 static void add(unsigned long *counter, unsigned long n)
@@ -66,17 +78,43 @@ void metrics_request(enum metrics_route route, unsigned status)
 	add(&requests[route][status - STATUS_MIN], 1);
 }
 
+static void observe(struct histogram *h, double seconds)
+{
+	size_t b = 0;
+	while (b < N_BUCKETS && seconds > buckets[b])
+		b++;
+	add(&h->buckets[b], 1);
+	add(&h->count, 1);
+	add(&h->sum_us, (unsigned long)(seconds * 1e6));
+}
+
+/* The sample lines of one histogram; labels is "" or `name="value"`. */
+static void render_histogram(FILE *f, const char *name, const char *labels, const struct histogram *h)
+{
+	const char *sep = *labels ? "," : "", *open = *labels ? "{" : "", *close = *labels ? "}" : "";
+	unsigned long cumulative = 0;
+	for (size_t b = 0; b < N_BUCKETS; b++) {
+		cumulative += get(&h->buckets[b]);
+		fprintf(f, "%s_bucket{%s%sle=\"%g\"} %lu\n", name, labels, sep, buckets[b], cumulative);
+	}
+	cumulative += get(&h->buckets[N_BUCKETS]);
+	fprintf(f, "%s_bucket{%s%sle=\"+Inf\"} %lu\n", name, labels, sep, cumulative);
+	fprintf(f, "%s_sum%s%s%s %.6f\n", name, open, labels, close, (double)get(&h->sum_us) / 1e6);
+	fprintf(f, "%s_count%s%s%s %lu\n", name, open, labels, close, get(&h->count));
+}
+
 void metrics_checkout(enum metrics_outcome outcome, double seconds)
 {
 	if (outcome >= OUTCOME_COUNT)
 		return;
 	add(&outcomes[outcome], 1);
-	size_t b = 0;
-	while (b < N_BUCKETS && seconds > buckets[b])
-		b++;
-	add(&latency_buckets[b], 1);
-	add(&latency_count, 1);
-	add(&latency_sum_us, (unsigned long)(seconds * 1e6));
+	observe(&latency, seconds);
+}
+
+void metrics_step(enum metrics_step step, double seconds)
+{
+	if (step < STEP_COUNT)
+		observe(&steps[step], seconds);
 }
 
 void metrics_retry(void)
@@ -113,15 +151,17 @@ char *metrics_render(struct db_pool *pool)
 	fputs("# HELP checkout_duration_seconds Time to answer POST /v1/checkout.\n"
 	      "# TYPE checkout_duration_seconds histogram\n",
 	      f);
-	unsigned long cumulative = 0;
-	for (size_t b = 0; b < N_BUCKETS; b++) {
-		cumulative += get(&latency_buckets[b]);
-		fprintf(f, "checkout_duration_seconds_bucket{le=\"%g\"} %lu\n", buckets[b], cumulative);
+	render_histogram(f, "checkout_duration_seconds", "", &latency);
+
+	fputs("# HELP checkout_step_seconds Where a checkout's time goes: waiting for the hot SKU's turn, "
+	      "for a pooled connection, the read round trip, the write and COMMIT round trip (per attempt).\n"
+	      "# TYPE checkout_step_seconds histogram\n",
+	      f);
+	for (int st = 0; st < STEP_COUNT; st++) {
+		char labels[48];
+		snprintf(labels, sizeof(labels), "step=\"%s\"", step_names[st]);
+		render_histogram(f, "checkout_step_seconds", labels, &steps[st]);
 	}
-	cumulative += get(&latency_buckets[N_BUCKETS]);
-	fprintf(f, "checkout_duration_seconds_bucket{le=\"+Inf\"} %lu\n", cumulative);
-	fprintf(f, "checkout_duration_seconds_sum %.6f\n", (double)get(&latency_sum_us) / 1e6);
-	fprintf(f, "checkout_duration_seconds_count %lu\n", get(&latency_count));
 
 	fprintf(
 	    f,

@@ -38,6 +38,14 @@ enum metrics_outcome {
 	OUTCOME_COUNT
 };
 
+/* The steps of a checkout, as labelled in checkout_step_seconds. */
+enum metrics_step {
+	STEP_HOT_SKU_WAIT, /* waiting for the turn of the cart's hot SKUs */
+	STEP_POOL_WAIT,	   /* waiting for a pooled connection */
+	STEP_READ,	   /* the read round trip: BEGIN, the cart's products */
+	STEP_WRITE_COMMIT, /* the write round trip: stock, order, lines, outbox, COMMIT */
+	STEP_COUNT
+};
 /* Count one answered request. */
 void metrics_request(enum metrics_route route, unsigned status);
 
@@ -47,6 +55,8 @@ const char *metrics_outcome_name(enum metrics_outcome outcome);
 /* Count one checkout outcome and its latency in seconds. */
 void metrics_checkout(enum metrics_outcome outcome, double seconds);
 
+/* Count one step of a checkout and its time in seconds. */
+void metrics_step(enum metrics_step step, double seconds);
 /* Count one retry of the checkout transaction after 40001/40P01. */
 void metrics_retry(void);
 

@@ -937,6 +937,16 @@ Test(server, health_readiness_and_metrics)
 	cr_expect_eq(serverenv_metric(&s, "checkout_duration_seconds_count"), 2);
 	cr_expect_eq(serverenv_metric(&s, "checkout_duration_seconds_bucket{le=\"+Inf\"}"), 2);
 	cr_expect_geq(serverenv_metric(&s, "checkout_db_pool_waits_total"), 0);
+	/* both checkouts took every step once: the admitted one wrote, the other committed its reads */
+	static const char *const steps[] = {"hot_sku_wait", "pool_wait", "read", "write_commit"};
+	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+		char sample[96];
+		snprintf(sample, sizeof(sample), "checkout_step_seconds_count{step=\"%s\"}", steps[i]);
+		cr_expect_eq(serverenv_metric(&s, sample), 2, "%s", sample);
+		snprintf(sample, sizeof(sample), "checkout_step_seconds_bucket{step=\"%s\",le=\"+Inf\"}", steps[i]);
+		cr_expect_eq(serverenv_metric(&s, sample), 2, "%s", sample);
+	}
+	cr_expect_gt(serverenv_metric(&s, "checkout_step_seconds_sum{step=\"read\"}"), 0);
 	serverenv_stop(&s);
 }
 
