@@ -44,7 +44,9 @@ rd_kafka_conf_t *kafka_conf_new(const struct config *cfg)
 		return NULL;
 	if (!kafka_conf_set(conf, "bootstrap.servers", cfg->kafka_brokers) ||
 	    !kafka_conf_set(conf, "client.id", cfg->program) ||
-	    !kafka_conf_set(conf, "log.connection.close", "false")) {
+	    !kafka_conf_set(conf, "log.connection.close", "false") ||
+	    /* small requests go out at once instead of waiting for the previous one's ACK */
+	    !kafka_conf_set(conf, "socket.nagle.disable", "true")) {
 		rd_kafka_conf_destroy(conf);
 		return NULL;
 	}

@@ -63,7 +63,6 @@ struct publisher *publisher_new(const struct config *cfg)
 	/* idempotence implies acks=all and keeps per-partition order across retries */
 	if (!kafka_conf_set(conf, "enable.idempotence", "true") ||
 	    !kafka_conf_set(conf, "message.timeout.ms", timeout) || !kafka_conf_set(conf, "linger.ms", "5") ||
-	    !kafka_conf_set(conf, "socket.nagle.disable", "true") ||
 	    !kafka_conf_set(conf, "queue.buffering.max.messages", "1000000") ||
 	    !kafka_conf_set(conf, "reconnect.backoff.max.ms", "1000"))
 		goto fail;

@@ -314,6 +314,39 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
 	}
 }
 
+/* How long a stopping worker tries to leave its group. */
+#define CLOSE_TIMEOUT_MS 5000
+
+/*
+ * Leave the group, for at most CLOSE_TIMEOUT_MS: rd_kafka_consumer_close()
+ * waits for the group coordinator, forever when the broker is gone.
+ * Returns true once closed.
+ */
+static bool consumer_close(rd_kafka_t *rk)
+{
+	rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+	if (!q)
+		return false;
+	rd_kafka_error_t *error = rd_kafka_consumer_close_queue(rk, q);
+	if (error) {
+		log_warn("leaving the group: %s", rd_kafka_error_string(error));
+		rd_kafka_error_destroy(error);
+		rd_kafka_queue_destroy(q);
+		return false;
+	}
+	long long deadline = now_ms() + CLOSE_TIMEOUT_MS;
+	while (!rd_kafka_consumer_closed(rk) && now_ms() < deadline) {
+		rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 100);
+		/* the revocation of our partitions, forwarded here while closing */
+		if (ev && rd_kafka_event_type(ev) == RD_KAFKA_EVENT_REBALANCE)
+			rd_kafka_assign(rk, NULL);
+		rd_kafka_event_destroy(ev);
+	}
+	bool closed = rd_kafka_consumer_closed(rk);
+	rd_kafka_queue_destroy(q);
+	return closed;
+}
+
 /* The consumer, subscribed to the orders topic; NULL (logged) on failure. */
 static rd_kafka_t *loop_consumer(struct loop *l)
 {
@@ -500,15 +533,20 @@ int worker_main(const struct worker_ops *ops, int argc, char **argv)
 	status = EXIT_SUCCESS;
 out:
 	if (l.rk) {
-		/* commit what was stored, then leave the group at once */
-		rd_kafka_resp_err_t err = rd_kafka_commit(l.rk, NULL, 0);
-		if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
-			log_warn("final offset commit: %s", rd_kafka_err2str(err));
-		rd_kafka_consumer_close(l.rk);
-		rd_kafka_destroy(l.rk);
-		log_info("stopped: %ld applied, %ld duplicates skipped, %ld dead letters; offsets committed, "
-			 "left the group",
-			 l.applied, l.duplicates, l.dead);
+		/* leave the group at once; closing commits the stored offsets (auto-commit is on).
+		 * Not rd_kafka_commit(): a synchronous commit waits for the coordinator forever. */
+		if (consumer_close(l.rk)) {
+			rd_kafka_destroy(l.rk);
+			log_info("stopped: %ld applied, %ld duplicates skipped, %ld dead letters; offsets "
+				 "committed, left the group",
+				 l.applied, l.duplicates, l.dead);
+		} else {
+			rd_kafka_destroy_flags(l.rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+			log_warn("stopped: %ld applied, %ld duplicates skipped, %ld dead letters; could not leave "
+				 "the group within %d s (broker unreachable): events since the last committed "
+				 "offset come again and are skipped as duplicates",
+				 l.applied, l.duplicates, l.dead, CLOSE_TIMEOUT_MS / 1000);
+		}
 	}
 	if (started && ops->stop)
 		ops->stop(&w);

@@ -540,6 +540,29 @@ Test(workers, a_broker_outage_is_waited_out_and_nothing_is_lost)
 	cr_expect_eq(testenv_stop(&workers[INVENTORY], SIGTERM), 0);
 }
 
+Test(workers, a_worker_told_to_stop_while_the_broker_is_gone_stops)
+{
+	enum { N = 3 };
+	struct test_order orders[N];
+	env_start();
+	make_orders(orders, N, 600, true);
+	for (int i = 0; i < N; i++)
+		orders_produce(env.producer, &orders[i]);
+	orders_flush(env.producer);
+	spawn_worker(ANALYTICS, NULL, NULL);
+	cr_assert_eq(wait_value("SELECT count(*) FROM @.inbox", "analytics", N), N);
+
+	rd_kafka_destroy(env.producer);
+	env.producer = NULL;
+	testenv_stop(&broker, SIGKILL); /* gone for good, as when everything is stopped at once */
+	/* it cannot commit or leave the group, and must not wait for that forever
+	 * (testenv_stop gives it 10 s, then kills it: 137) */
+	cr_expect_eq(testenv_stop(&workers[ANALYTICS], SIGTERM), 0);
+	cr_expect(testenv_wait_log(&workers[ANALYTICS], "could not leave the group", 0));
+	/* what it applied stays applied, once */
+	cr_expect_eq(testenv_query_long(env.conn, "SELECT count(*) FROM analytics.inbox"), N);
+}
+
 Test(workers, email_also_delivers_by_smtp_and_retries_a_temporary_refusal)
 {
 	enum { N = 5, REFUSALS = 2 };
