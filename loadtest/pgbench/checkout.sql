@@ -22,7 +22,7 @@ SELECT p.sku, p.price_cents AS price, p.stock, p.limit_group,
   CASE WHEN p.limit_group IS NULL THEN 0 ELSE
     (SELECT coalesce(sum(l.quantity), 0) FROM order_lines l
      WHERE l.customer_id = 'bench-' || :c::text AND l.limit_group = p.limit_group) END AS bought,
-  gen_random_uuid()::text AS oid,
+  uuid_v7()::text AS oid,
   -- chr(58) is a colon: pgbench would read colon-MI as a variable (folded when planned)
   to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24' || chr(58) || 'MI' || chr(58) || 'SS.US"Z"') AS ts
 FROM products p
@@ -35,7 +35,7 @@ INSERT INTO orders (id, customer_id, email, total_cents, created_at)
 INSERT INTO order_lines (order_id, sku, quantity, unit_price_cents, customer_id, limit_group)
   VALUES (:oid, :sku, 1, :price, 'bench-' || :c::text, NULL);
 INSERT INTO outbox (event_id, event_type, aggregate_id, payload, created_at)
-  VALUES (gen_random_uuid(), 'order.admitted', :oid,
+  VALUES (uuid_v7(), 'order.admitted', :oid,
     ('{"order_id":"' || :oid || '","customer_id":"bench-' || :c::text
      || '","email":"load@example.com","items":[{"sku":"' || :sku || '","quantity":1,"unit_price_cents":'
      || :price || '}],"total_cents":' || :price || ',"created_at":"' || :ts || '"}')::jsonb, :ts);

@@ -49,7 +49,7 @@ const struct db_stmt checkout_stmts[] = {
 		      "     WHERE l.customer_id = $2 AND l.limit_group = p.limit_group) END "
 		      "FROM products p "
 		      "WHERE p.sku = ANY ($1::text[])"},
-    {"checkout_order_id", "SELECT gen_random_uuid()::text, "
+    {"checkout_order_id", "SELECT uuid_v7()::text, "
 			  "  to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"},
     {"checkout_write_stock", "UPDATE products SET stock = $2, updated_at = now() WHERE sku = $1"},
     {"checkout_insert_order",
@@ -58,7 +58,7 @@ const struct db_stmt checkout_stmts[] = {
      "INSERT INTO order_lines (order_id, sku, quantity, unit_price_cents, customer_id, limit_group) "
      "VALUES ($1, $2, $3, $4, $5, $6)"},
     {"checkout_insert_outbox", "INSERT INTO outbox (event_id, event_type, aggregate_id, payload, created_at) "
-			       "VALUES (gen_random_uuid(), 'order.admitted', $1, $2::jsonb, $3)"},
+			       "VALUES (uuid_v7(), 'order.admitted', $1, $2::jsonb, $3)"},
     {NULL, NULL},
 };
 

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "serverenv.h"
 
@@ -120,6 +121,42 @@ Test(server, admits_a_cart_and_commits_stock_order_lines_and_outbox_together)
 	cr_expect(json_equal(o.json, r.json), "%s vs %s", o.body, r.body);
 	http_response_free(&o);
 	http_response_free(&r);
+	serverenv_stop(&s);
+}
+
+Test(server, order_and_event_ids_are_uuid_v7_and_grow_with_time)
+{
+	struct serverenv s;
+	struct http_response r;
+	char ids[3][40];
+	serverenv_start(&s, SEED, NULL);
+
+	for (int i = 0; i < 3; i++) {
+		post_checkout(&s,
+			      "{\"customer_id\":\"c\",\"email\":\"c@example.com\",\"items\":[{\"sku\":"
+			      "\"apple\",\"quantity\":1}]}",
+			      NULL, &r);
+		cr_assert_eq(r.status, 201, "%s", r.body);
+		const char *id = json_string_value(json_object_get(r.json, "order_id"));
+		cr_assert(id && strlen(id) == 36, "%s", r.body);
+		snprintf(ids[i], sizeof(ids[i]), "%s", id);
+		/* RFC 9562: version 7 in the 13th hex digit, variant 10xx in the 17th */
+		cr_expect_eq(id[14], '7', "version of %s", id);
+		cr_expect(strchr("89ab", id[19]), "variant of %s", id);
+		http_response_free(&r);
+		struct timespec ms = {0, 2 * 1000 * 1000};
+		nanosleep(&ms, NULL); /* the next one is in a later millisecond */
+	}
+	/* the leading 48 bits are the time, so ids taken later sort after earlier ones */
+	cr_expect(strcmp(ids[0], ids[1]) < 0 && strcmp(ids[1], ids[2]) < 0, "%s %s %s", ids[0], ids[1],
+		  ids[2]);
+	long near_now = testenv_query_long(
+	    s.conn, "SELECT count(*) FROM orders WHERE abs(extract(epoch FROM created_at) * 1000 - "
+		    "('x' || substr(replace(id::text, '-', ''), 1, 12))::bit(48)::bigint) < 1000");
+	cr_expect_eq(near_now, 3, "the ids' time is the order's time");
+	cr_expect_eq(testenv_query_long(
+			 s.conn, "SELECT count(*) FROM outbox WHERE substr(event_id::text, 15, 1) = '7'"),
+		     3);
 	serverenv_stop(&s);
 }
 
@@ -473,16 +510,21 @@ Test(server, idempotency_keys_past_their_24_hours_are_deleted_while_it_runs)
 	struct serverenv s;
 	serverenv_start(&s, NULL, env);
 	/* inserted after the start, so only the periodic pass can delete them */
-	testenv_exec(s.conn, "INSERT INTO idempotency_keys (key, request_hash, status, expires_at) "
-			     "SELECT 'old-' || i, 'h', 201, now() - interval '1 minute' FROM generate_series(1, 6000) i");
-	testenv_exec(s.conn, "INSERT INTO idempotency_keys (key, request_hash, status) VALUES ('fresh', 'h', 201)");
+	testenv_exec(
+	    s.conn,
+	    "INSERT INTO idempotency_keys (key, request_hash, status, expires_at) "
+	    "SELECT 'old-' || i, 'h', 201, now() - interval '1 minute' FROM generate_series(1, 6000) i");
+	testenv_exec(s.conn,
+		     "INSERT INTO idempotency_keys (key, request_hash, status) VALUES ('fresh', 'h', 201)");
 	long old = -1;
 	for (int i = 0; i < 100 && old != 0; i++) {
 		testenv_sleep_ms(100);
-		old = testenv_query_long(s.conn, "SELECT count(*) FROM idempotency_keys WHERE key LIKE 'old-%'");
+		old = testenv_query_long(s.conn,
+					 "SELECT count(*) FROM idempotency_keys WHERE key LIKE 'old-%'");
 	}
 	cr_expect_eq(old, 0, "%ld expired keys left after 10 s", old);
-	cr_expect_eq(testenv_query_long(s.conn, "SELECT count(*) FROM idempotency_keys WHERE key = 'fresh'"), 1);
+	cr_expect_eq(testenv_query_long(s.conn, "SELECT count(*) FROM idempotency_keys WHERE key = 'fresh'"),
+		     1);
 	/* one statement inserted them all, so one pass deletes them all, in two batches */
 	cr_expect(testenv_wait_log(&s.proc, "deleted 6000 idempotency keys past their 24 hours", 2000));
 	serverenv_stop(&s);
@@ -943,7 +985,8 @@ Test(server, health_readiness_and_metrics)
 		char sample[96];
 		snprintf(sample, sizeof(sample), "checkout_step_seconds_count{step=\"%s\"}", steps[i]);
 		cr_expect_eq(serverenv_metric(&s, sample), 2, "%s", sample);
-		snprintf(sample, sizeof(sample), "checkout_step_seconds_bucket{step=\"%s\",le=\"+Inf\"}", steps[i]);
+		snprintf(sample, sizeof(sample), "checkout_step_seconds_bucket{step=\"%s\",le=\"+Inf\"}",
+			 steps[i]);
 		cr_expect_eq(serverenv_metric(&s, sample), 2, "%s", sample);
 	}
 	cr_expect_gt(serverenv_metric(&s, "checkout_step_seconds_sum{step=\"read\"}"), 0);
