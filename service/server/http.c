@@ -63,6 +63,11 @@ const char *http_header(struct http_request *req, const char *name)
 	return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
 }
 
+const char *http_query(struct http_request *req, const char *name)
+{
+	return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
 enum MHD_Result http_reply(struct http_request *req, unsigned status, const char *content_type,
 			   const char *body, size_t len, const char *const *headers)
 {

@@ -71,6 +71,9 @@ void http_stop(struct server *srv);
 /* A request header's value, or NULL. */
 const char *http_header(struct http_request *req, const char *name);
 
+/* A query parameter's value (percent-decoded by libmicrohttpd), or NULL. */
+const char *http_query(struct http_request *req, const char *name);
+
 /* Monotonic clock in seconds. */
 double http_now(void);
 

@@ -11,7 +11,9 @@
 #define PRODUCT_COLUMNS "sku, name, price_cents, stock, limit_group"
 
 const struct db_stmt products_stmts[] = {
-    {"products_list", "SELECT " PRODUCT_COLUMNS " FROM products ORDER BY sku COLLATE \"C\""},
+    /* keyset pagination in byte order: $1 the last SKU of the page before ('' for the first), $2 the rows */
+    {"products_list", "SELECT " PRODUCT_COLUMNS " FROM products WHERE sku COLLATE \"C\" > $1 "
+		      "ORDER BY sku COLLATE \"C\" LIMIT $2"},
     {"products_get", "SELECT " PRODUCT_COLUMNS " FROM products WHERE sku = $1"},
     {"products_put",
      "INSERT INTO products (sku, name, price_cents, stock, limit_group) VALUES ($1, $2, $3, $4, $5) "
@@ -40,20 +42,54 @@ static enum MHD_Result internal_error(struct http_request *req, const PGresult *
 	return http_reply_problem(req, 500, "internal-error", "The request failed.", NULL);
 }
 
+/* The link to the page after the one ending at sku: /v1/products?limit=N&after=<sku, percent-encoded>. */
+static json_t *next_link(int limit, const char *sku)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	char link[64 + 3 * VALIDATE_ID_BUF];
+	int w = snprintf(link, sizeof(link), "/v1/products?limit=%d&after=", limit);
+	for (const unsigned char *c = (const unsigned char *)sku; *c && w + 4 < (int)sizeof(link); c++) {
+		if ((*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') ||
+		    strchr("-._~", *c)) {
+			link[w++] = (char)*c;
+		} else {
+			link[w++] = '%';
+			link[w++] = hex[*c >> 4];
+			link[w++] = hex[*c & 15];
+		}
+	}
+	link[w] = '\0';
+	return json_string(link);
+}
+
 enum MHD_Result products_handle_list(struct http_request *req)
 {
+	struct product_page page;
+	json_t *errors = NULL;
 	enum MHD_Result ret = MHD_NO;
-	PGresult *res = http_db_exec(req, "products_list", 0, NULL, &ret);
+	char rows[16];
+
+	if (!validate_product_page(http_query(req, "limit"), http_query(req, "after"), &page, &errors))
+		return http_reply_problem(req, 400, "invalid-request", "The query parameters are not valid.",
+					  json_pack("{s:o}", "errors", errors ? errors : json_array()));
+	/* one row more than the page tells whether there is a next one */
+	snprintf(rows, sizeof(rows), "%d", page.limit + 1);
+	const char *params[] = {page.after, rows};
+	PGresult *res = http_db_exec(req, "products_list", 2, params, &ret);
 	if (!res)
 		return ret;
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		ret = internal_error(req, res);
 		goto out;
 	}
+	int n = PQntuples(res) > page.limit ? page.limit : PQntuples(res);
 	json_t *list = json_array();
-	for (int r = 0; list && r < PQntuples(res); r++)
+	for (int r = 0; list && r < n; r++)
 		json_array_append_new(list, product_json(res, r, 0));
-	ret = http_reply_json(req, 200, json_pack("{s:o}", "products", list), NULL);
+	json_t *body = json_pack("{s:o}", "products", list);
+	if (body && PQntuples(res) > page.limit)
+		json_object_set_new(body, "next", next_link(page.limit, PQgetvalue(res, n - 1, 0)));
+	ret = http_reply_json(req, 200, body, NULL);
 out:
 	PQclear(res);
 	return ret;

@@ -7,7 +7,11 @@
 
 extern const struct db_stmt products_stmts[];
 
-/* GET /v1/products: every product, in SKU order. */
+/*
+ * GET /v1/products[?limit=N&after=SKU]: a page of products in SKU (byte)
+ * order, with "next" (the link to the following page) when there are more;
+ * 400 naming the parameter when limit or after is not valid.
+ */
 enum MHD_Result products_handle_list(struct http_request *req);
 
 /* GET /v1/products/{sku}: 200 with the product, or 404. */

@@ -304,6 +304,39 @@ bool validate_identifier(const char *s)
 	return utf8_chars(s) <= VALIDATE_MAX_ID_CHARS;
 }
 
+bool validate_product_page(const char *limit, const char *after, struct product_page *out, json_t **errors)
+{
+	json_t *errs = json_array();
+	char msg[96];
+
+	out->limit = VALIDATE_DEFAULT_PAGE;
+	out->after[0] = '\0';
+	if (limit) {
+		/* digits only: no sign, no spaces, no 0x, and few enough that they cannot overflow */
+		size_t n = strspn(limit, "0123456789");
+		long v = n > 0 && n <= 4 && !limit[n] ? strtol(limit, NULL, 10) : 0;
+		if (v < 1 || v > VALIDATE_MAX_PAGE) {
+			snprintf(msg, sizeof(msg), "must be an integer between 1 and %d", VALIDATE_MAX_PAGE);
+			add_error(errs, "limit", msg);
+		} else {
+			out->limit = (int)v;
+		}
+	}
+	if (after) {
+		if (validate_identifier(after))
+			snprintf(out->after, sizeof(out->after), "%s", after);
+		else
+			add_error(errs, "after", "must be a SKU: 1 to 64 characters of UTF-8");
+	}
+	if (json_array_size(errs) || !errs) {
+		*errors = errs;
+		return false;
+	}
+	json_decref(errs);
+	*errors = NULL;
+	return true;
+}
+
 bool validate_idempotency_key(const char *key)
 {
 	size_t n = key ? strlen(key) : 0;

@@ -21,6 +21,8 @@
 #define VALIDATE_MAX_PRICE_CENTS 1000000000LL
 #define VALIDATE_MAX_STOCK 1000000000LL
 #define VALIDATE_MAX_KEY_LEN 255
+#define VALIDATE_MAX_PAGE 1000
+#define VALIDATE_DEFAULT_PAGE 100
 
 /* Room for the longest allowed string in UTF-8 (4 bytes a character) and a NUL. */
 #define VALIDATE_ID_BUF (VALIDATE_MAX_ID_CHARS * 4 + 1)
@@ -60,6 +62,22 @@ bool validate_checkout(const char *body, size_t len, struct checkout_request *ou
  * malloc'd string, or NULL when out of memory.
  */
 char *validate_canonical(const struct checkout_request *req) __attribute__((warn_unused_result));
+
+/* One page of GET /v1/products: at most limit products with a SKU after `after`. */
+struct product_page {
+	int limit;		     /* 1..VALIDATE_MAX_PAGE */
+	char after[VALIDATE_ID_BUF]; /* "" for the first page */
+};
+
+/*
+ * Read the query parameters limit and after (either may be NULL: absent)
+ * into out. limit is decimal digits, 1..VALIDATE_MAX_PAGE (default
+ * VALIDATE_DEFAULT_PAGE); after is a SKU (see validate_identifier). Returns
+ * true when both are valid; otherwise false and *errors is a new array of
+ * problems (the caller decrefs it).
+ */
+bool validate_product_page(const char *limit, const char *after, struct product_page *out, json_t **errors)
+    __attribute__((warn_unused_result));
 
 /* Parse a PUT /v1/products/{sku} body; see validate_checkout for results. */
 bool validate_product(const char *body, size_t len, struct product_input *out, json_t **errors)

@@ -80,6 +80,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		(void)validate_identifier(text);
 		(void)validate_idempotency_key(text);
 		(void)validate_uuid(text);
+		/* the query parameters of the product list: limit before the first '&', after behind it */
+		char *amp = strchr(text, '&');
+		if (amp)
+			*amp = '\0';
+		struct product_page page;
+		bool ok = validate_product_page(text, amp ? amp + 1 : NULL, &page, &errors);
+		if (ok ? page.limit < 1 || page.limit > VALIDATE_MAX_PAGE : json_array_size(errors) == 0)
+			abort();
 		free(text);
 		break;
 	}

@@ -952,6 +952,78 @@ Test(server, products_and_orders_can_be_read)
 	serverenv_stop(&s);
 }
 
+/* The SKUs of a product list, joined with spaces, into out. */
+static void list_skus(const struct http_response *r, char *out, size_t outlen)
+{
+	size_t i, w = 0;
+	json_t *p;
+	out[0] = '\0';
+	json_array_foreach(json_object_get(r->json, "products"), i, p)
+	{
+		w += (size_t)snprintf(out + w, outlen - w, "%s%s", i ? " " : "",
+				      json_string_value(json_object_get(p, "sku")));
+		if (w >= outlen)
+			break;
+	}
+}
+
+Test(server, the_product_list_comes_in_pages_linked_by_next)
+{
+	struct serverenv s;
+	struct http_response r;
+	char skus[256];
+	serverenv_start(&s, SEED, NULL);
+	testenv_exec(s.conn, "INSERT INTO products (sku, name, price_cents, stock) VALUES "
+			     "('a b/c&d', 'Odd SKU', 1, 1), ('zürich', 'Unicode SKU', 1, 1)");
+
+	serverenv_call(&s, "GET", "/v1/products", NULL, NULL, &r);
+	cr_assert_eq(r.status, 200, "%s", r.body);
+	list_skus(&r, skus, sizeof(skus));
+	cr_expect_str_eq(skus, "a b/c&d apple gpu-a gpu-b pear plum zürich");
+	cr_expect_null(json_object_get(r.json, "next"), "one page holds them all: %s", r.body);
+	http_response_free(&r);
+
+	/* follow next with two a page: every product once, in order, and no next on the last page */
+	const char *expected[] = {"a b/c&d apple", "gpu-a gpu-b", "pear plum", "zürich"};
+	char url[512] = "/v1/products?limit=2";
+	for (size_t page = 0; page < 4; page++) {
+		serverenv_call(&s, "GET", url, NULL, NULL, &r);
+		cr_assert_eq(r.status, 200, "%s: %s", url, r.body);
+		list_skus(&r, skus, sizeof(skus));
+		cr_expect_str_eq(skus, expected[page], "page %zu (%s)", page, url);
+		const char *next = json_string_value(json_object_get(r.json, "next"));
+		if (page < 3) {
+			cr_assert(next, "page %zu has no next: %s", page, r.body);
+			snprintf(url, sizeof(url), "%s", next);
+		} else {
+			cr_expect_null(next, "the last page links on: %s", r.body);
+		}
+		http_response_free(&r);
+	}
+	/* the first next link percent-encodes the SKU it continues after */
+	serverenv_call(&s, "GET", "/v1/products?limit=1", NULL, NULL, &r);
+	cr_expect_str_eq(json_string_value(json_object_get(r.json, "next")),
+			 "/v1/products?limit=1&after=a%20b%2Fc%26d");
+	http_response_free(&r);
+
+	const char *bad[][2] = {
+	    {"/v1/products?limit=0", "limit"},	    {"/v1/products?limit=1001", "limit"},
+	    {"/v1/products?limit=-1", "limit"},	    {"/v1/products?limit=abc", "limit"},
+	    {"/v1/products?limit=2x", "limit"},	    {"/v1/products?limit=99999999999999999999", "limit"},
+	    {"/v1/products?limit=", "limit"},	    {"/v1/products?after=", "after"},
+	    {"/v1/products?after=%FF%FE", "after"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		serverenv_call(&s, "GET", bad[i][0], NULL, NULL, &r);
+		expect_problem(&r, 400, "invalid-request");
+		json_t *e = json_array_get(json_object_get(r.json, "errors"), 0);
+		cr_expect_str_eq(json_string_value(json_object_get(e, "field")), bad[i][1], "%s: %s",
+				 bad[i][0], r.body);
+		http_response_free(&r);
+	}
+	serverenv_stop(&s);
+}
+
 Test(server, health_readiness_and_metrics)
 {
 	struct serverenv s;
