@@ -51,6 +51,9 @@ struct config {
 	int idempotency_purge_seconds;
 	int max_retries;
 	bool hot_sku_queue;
+	int http_max_connections;
+	int http_max_connections_per_ip;
+	int http_idle_timeout_seconds;
 
 	/* relay */
 	int relay_batch;

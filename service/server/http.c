@@ -20,10 +20,6 @@
 
 #define PROBLEM_BASE "https://checkout.example/problems/"
 
-/* Connections idle longer than this are closed (seconds). */
-#define HTTP_CONNECTION_TIMEOUT 30
-#define HTTP_CONNECTION_LIMIT 512
-#define HTTP_PER_IP_LIMIT 256
 /* MHD's buffer per connection (headers, body chunks), cleared for every request: its default
  * of 32 KiB made that clearing a visible share of the server's CPU; headers still get 12 KiB */
 #define HTTP_CONNECTION_MEMORY (16 * 1024)
@@ -536,13 +532,18 @@ bool http_start(struct server *srv, char *err, size_t errlen)
 	unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
 	if (ai->ai_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
-	daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER,
-				  on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-				  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_CONNECTION_TIMEOUT,
-				  MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_CONNECTION_LIMIT,
-				  MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)HTTP_PER_IP_LIMIT,
+	/* one option and its value a line */
+	// clang-format off
+	daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, srv,
+				  MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+				  MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+				  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)srv->cfg->http_idle_timeout_seconds,
+				  MHD_OPTION_CONNECTION_LIMIT, (unsigned)srv->cfg->http_max_connections,
+				  MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)srv->cfg->http_max_connections_per_ip,
 				  MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONNECTION_MEMORY,
-				  MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_END);
+				  MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+				  MHD_OPTION_END);
+	// clang-format on
 	freeaddrinfo(ai);
 	if (!daemon) {
 		snprintf(err, errlen, "cannot listen on %s", srv->cfg->listen);

@@ -1,12 +1,17 @@
 /* checkout-server against the real PostgreSQL: the HTTP contract, the
  * checkout transaction's effects, idempotency, retries, restarts, admin. */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "serverenv.h"
 
@@ -711,6 +716,81 @@ Test(server, a_key_is_in_use_while_its_first_request_runs)
 	cr_expect_eq(first.r.status, 201, "%s", first.r.body);
 	http_response_free(&first.r);
 	cr_expect_eq(count_rows(&s, "orders"), 1);
+	serverenv_stop(&s);
+}
+
+/* A TCP connection to the server on 127.0.0.1, not yet used. */
+static int raw_connect(int port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET,
+				.sin_port = htons((uint16_t)port),
+				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	cr_assert(fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0);
+	return fd;
+}
+
+/* True when the server closes fd (end of file or a reset) within timeout_ms. */
+static bool closed_within(int fd, int timeout_ms)
+{
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	char c;
+	return poll(&p, 1, timeout_ms) == 1 && recv(fd, &c, 1, 0) <= 0;
+}
+
+/* Send GET /healthz on a raw connection; true when it answers 200 within 5 s. */
+static bool healthz_on(int fd)
+{
+	static const char get[] = "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n";
+	char reply[512] = "";
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	if (send(fd, get, strlen(get), MSG_NOSIGNAL) != (ssize_t)strlen(get) || poll(&p, 1, 5000) != 1 ||
+	    recv(fd, reply, sizeof(reply) - 1, 0) <= 0)
+		return false;
+	return !strncmp(reply, "HTTP/1.1 200", 12);
+}
+
+Test(server, connections_past_the_per_ip_limit_are_refused_and_idle_ones_closed)
+{
+	static const char *const env[] = {"HTTP_MAX_CONNECTIONS_PER_IP=2", "HTTP_IDLE_TIMEOUT_SECONDS=3",
+					  NULL};
+	struct serverenv s;
+	serverenv_start(&s, SEED, env);
+
+	/* two connections, each answering a request; the start-up's probes count against the
+	 * limit until the server has seen them close, so try again until both get in */
+	int first = -1, second = -1;
+	for (int tries = 0; tries < 40; tries++) {
+		first = raw_connect(s.port);
+		second = raw_connect(s.port);
+		if (healthz_on(first) && healthz_on(second))
+			break;
+		close(first);
+		close(second);
+		first = second = -1;
+		testenv_sleep_ms(250);
+	}
+	cr_assert(first >= 0, "two connections from one address never both got an answer");
+
+	int third = raw_connect(s.port);
+	cr_expect(closed_within(third, 2000), "a third connection from one address was not refused");
+	cr_expect(!closed_within(second, 0), "the second connection was closed at once");
+	/* another gets in once one goes away (and the server has seen it go) */
+	close(third);
+	close(second);
+	bool answered = false;
+	for (int tries = 0; tries < 40 && !answered; tries++) {
+		int again = raw_connect(s.port);
+		answered = healthz_on(again);
+		close(again);
+		if (!answered)
+			testenv_sleep_ms(100);
+	}
+	cr_expect(answered, "no new connection got in after two of three closed");
+
+	/* the first, idle since its request, is closed after the idle timeout */
+	cr_expect(closed_within(first, 10000), "an idle connection was still open after 10 s");
+	close(first);
 	serverenv_stop(&s);
 }
 
