@@ -80,10 +80,11 @@ static enum worker_result analytics_apply(struct worker *w, PGconn *conn, const 
 		snprintf(rep->line, sizeof(rep->line), "analytics.totals has no row");
 		goto out;
 	}
+	const char *orders = PQgetvalue(res, 0, 0), *all_units = PQgetvalue(res, 0, 1);
 	snprintf(rep->line, sizeof(rep->line),
-		 "counted %lld unit%s, %s; running: %s orders, %s units, revenue %s", ev->units,
-		 ev->units == 1 ? "" : "s", event_money(ev->total_cents, m1, sizeof(m1)),
-		 PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1),
+		 "counted %lld unit%s, %s; running: %s order%s, %s unit%s, revenue %s", ev->units,
+		 ev->units == 1 ? "" : "s", event_money(ev->total_cents, m1, sizeof(m1)), orders,
+		 strcmp(orders, "1") ? "s" : "", all_units, strcmp(all_units, "1") ? "s" : "",
 		 event_money(strtoll(PQgetvalue(res, 0, 2), NULL, 10), m2, sizeof(m2)));
 	result = WORKER_APPLIED;
 out:

@@ -211,5 +211,7 @@ const char *event_money(long long cents, char *buf, size_t buflen)
 
 void event_short_id(const char *order_id, char out[9])
 {
-	snprintf(out, 9, "%s", order_id ? order_id : "?");
+	const char *id = order_id ? order_id : "?";
+	size_t len = strlen(id);
+	snprintf(out, 9, "%s", len > 8 ? id + len - 8 : id);
 }

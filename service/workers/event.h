@@ -53,7 +53,11 @@ void event_free(struct order_event *ev);
 /* Format cents as "1234.56" (with a '-' when negative) into buf; returns buf. */
 const char *event_money(long long cents, char *buf, size_t buflen);
 
-/* The first 8 characters of an order id, for log contexts. */
+/*
+ * The last 8 characters of an order id (all of it when shorter), for log
+ * contexts: order ids are UUIDv7, whose leading digits are the time and are
+ * the same for every order of the same minute, while the tail is random.
+ */
 void event_short_id(const char *order_id, char out[9]);
 
 #endif

@@ -109,6 +109,20 @@ Test(event, rejects_poison_with_a_reason)
 	}
 }
 
+Test(event, short_ids_tell_orders_of_the_same_minute_apart)
+{
+	char a[9], b[9], c[9];
+	/* two UUIDv7 ids taken a few milliseconds apart share their leading digits (the time) */
+	event_short_id("01a234ef-7c61-7046-98de-2b85d6ef8263", a);
+	event_short_id("01a234ef-7c62-782c-8553-fa0fee5c07dc", b);
+	cr_expect_str_eq(a, "d6ef8263");
+	cr_expect_str_eq(b, "ee5c07dc");
+	event_short_id("abc", c);
+	cr_expect_str_eq(c, "abc");
+	event_short_id(NULL, c);
+	cr_expect_str_eq(c, "?");
+}
+
 Test(event, formats_money)
 {
 	char buf[32];
