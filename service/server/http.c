@@ -138,8 +138,9 @@ enum MHD_Result http_reply_problem_with(struct http_request *req, unsigned statu
 enum MHD_Result http_reply_invalid(struct http_request *req, json_t *errors)
 {
 	json_t *extra = json_pack("{s:o}", "errors", errors ? errors : json_array());
-	return http_reply_problem(req, 400, "invalid-request", "The request body does not match the schema.",
-				  extra);
+	return http_reply_problem(
+	    req, 400, "invalid-request",
+	    "The request is not valid; errors names each field, header or parameter that is wrong.", extra);
 }
 
 enum MHD_Result http_reply_unavailable(struct http_request *req, const char *name, const char *detail)

@@ -106,7 +106,7 @@ enum MHD_Result http_reply_problem(struct http_request *req, unsigned status, co
 enum MHD_Result http_reply_problem_with(struct http_request *req, unsigned status, const char *name,
 					const char *detail, json_t *extra, const char *const *headers);
 
-/* Reply 400 invalid-request with the "errors" array (takes it). */
+/* Reply 400 invalid-request with the "errors" array of {field, message} (takes it; may be NULL). */
 enum MHD_Result http_reply_invalid(struct http_request *req, json_t *errors);
 
 /* Reply 503 with Retry-After. */

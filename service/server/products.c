@@ -70,8 +70,7 @@ enum MHD_Result products_handle_list(struct http_request *req)
 	char rows[16];
 
 	if (!validate_product_page(http_query(req, "limit"), http_query(req, "after"), &page, &errors))
-		return http_reply_problem(req, 400, "invalid-request", "The query parameters are not valid.",
-					  json_pack("{s:o}", "errors", errors ? errors : json_array()));
+		return http_reply_invalid(req, errors);
 	/* one row more than the page tells whether there is a next one */
 	snprintf(rows, sizeof(rows), "%d", page.limit + 1);
 	const char *params[] = {page.after, rows};
