@@ -14,6 +14,10 @@ void log_init(const char *program, enum log_level level, enum log_format format)
 /*
  * Write one line if level passes the threshold. ctx is a short context such
  * as "order=1b2c p1@42" (NULL for none). Thread-safe; a line is never split.
+ * Whatever ctx and the message hold (a client's string, say), the line stays
+ * one line: in text lines control characters and the backslash are escaped
+ * ("\n", "\x1b", "\\"), JSON lines are valid JSON, and bytes that are not
+ * UTF-8 are written as "\xff" in both. The message is cut at 2047 bytes.
  */
 void log_msg(enum log_level level, const char *ctx, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));

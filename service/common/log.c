@@ -1,6 +1,8 @@
 /* log.c - one line per call, text for people or JSON for machines. */
 #include "checkout/log.h"
 
+#include "checkout/fields.h"
+
 #include <jansson.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -35,16 +37,79 @@ bool log_enabled(enum log_level level)
 	return level >= log_threshold;
 }
 
+/* Write the escape of byte b ("\x1b") at out; returns its length, 4. */
+static size_t hex_escape(char *out, unsigned char b)
+{
+	static const char hex[] = "0123456789abcdef";
+	out[0] = '\\';
+	out[1] = 'x';
+	out[2] = hex[b >> 4];
+	out[3] = hex[b & 15];
+	return 4;
+}
+
+/*
+ * Copy src into dst (dstlen > 0 bytes, always NUL-terminated, cut short
+ * rather than split an escape or a character) so that whatever a client put
+ * into it can neither end the line nor reach a terminal as a control
+ * sequence. Bytes that are not UTF-8 become "\xff". With `controls`, for
+ * text lines, control characters (C0, DEL, C1) are escaped too, as "\n",
+ * "\r", "\t" or "\x1b" (a C1 character byte by byte, "\xc2\x9b"), and so
+ * is the backslash ("\\"), so that the escapes are unambiguous. Without, for
+ * JSON lines, jansson escapes those and only the encoding needs fixing.
+ */
+static void log_escape(char *dst, size_t dstlen, const char *src, bool controls)
+{
+	const unsigned char *s = (const unsigned char *)src;
+	size_t len = strlen(src), w = 0;
+
+	for (size_t i = 0; i < len;) {
+		char piece[16];
+		size_t plen = 0;
+		unsigned cp = 0;
+		size_t n = fields_utf8_next(s + i, len - i, &cp);
+		if (n == 0) {
+			n = 1;
+			plen = hex_escape(piece, s[i]);
+		} else if (controls && (fields_is_control(cp) || cp == '\\')) {
+			char named = cp == '\n' ? 'n' : cp == '\r' ? 'r' : cp == '\t' ? 't' : cp == '\\' ? '\\' : 0;
+			if (named) {
+				piece[plen++] = '\\';
+				piece[plen++] = named;
+			} else {
+				for (size_t k = 0; k < n; k++)
+					plen += hex_escape(piece + plen, s[i + k]);
+			}
+		} else {
+			memcpy(piece, s + i, n);
+			plen = n;
+		}
+		if (w + plen >= dstlen)
+			break;
+		memcpy(dst + w, piece, plen);
+		w += plen;
+		i += n;
+	}
+	dst[w] = '\0';
+}
+
 void log_msg(enum log_level level, const char *ctx, const char *fmt, ...)
 {
 	if (level < log_threshold || level > LOG_ERROR)
 		return;
 
-	char msg[2048];
+	char raw[2048];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	vsnprintf(raw, sizeof(raw), fmt, ap);
 	va_end(ap);
+
+	/* once, here, for every line: at worst each byte becomes four ("\x1b") */
+	char msg[4 * sizeof(raw)], context[1024];
+	bool plain = log_fmt != LOG_FORMAT_JSON;
+	log_escape(msg, sizeof(msg), raw, plain);
+	log_escape(context, sizeof(context), ctx ? ctx : "", plain);
+	ctx = context;
 
 	struct timeval tv;
 	struct tm tm;

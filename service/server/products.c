@@ -118,7 +118,7 @@ enum MHD_Result products_handle_put(struct http_request *req, const char *sku)
 	enum MHD_Result ret = MHD_NO;
 	char price[32], stock[32];
 
-	if (!validate_product(req->body, req->body_len, &in, &errors))
+	if (!validate_product(sku, req->body, req->body_len, &in, &errors))
 		return http_reply_invalid(req, errors);
 	snprintf(price, sizeof(price), "%lld", in.price_cents);
 	snprintf(stock, sizeof(stock), "%lld", in.stock);

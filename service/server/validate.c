@@ -13,15 +13,6 @@ static void add_error(json_t *errors, const char *field, const char *message)
 			      e ? e : json_pack("{s:s, s:s}", "field", "", "message", "is not valid"));
 }
 
-/* Characters of a UTF-8 string (jansson has already checked the encoding). */
-static size_t utf8_chars(const char *s)
-{
-	size_t n = 0;
-	for (; *s; s++)
-		n += ((unsigned char)*s & 0xC0) != 0x80;
-	return n;
-}
-
 /* Parse body as a JSON object, or record why not. Returns NULL on failure. */
 static json_t *parse_object(const char *body, size_t len, json_t *errors)
 {
@@ -46,14 +37,16 @@ static json_t *parse_object(const char *body, size_t len, json_t *errors)
 	return root;
 }
 
+/* A rule of checkout/fields.h: NULL for a valid value, else what is wrong with it. */
+typedef const char *(*field_rule)(const char *s, size_t len);
+
 /*
- * Copy the string member `key` of obj into buf when it has min..max
- * characters. Returns false (and records an error under field) otherwise.
+ * Copy the string member `key` of obj into buf when the rule accepts it.
+ * Returns false (and records an error under field) otherwise.
  */
-static bool get_string(json_t *obj, const char *key, const char *field, size_t min, size_t max, char *buf,
+static bool get_string(json_t *obj, const char *key, const char *field, field_rule rule, char *buf,
 		       size_t buflen, json_t *errors)
 {
-	char msg[96];
 	json_t *v = json_object_get(obj, key);
 	if (!v) {
 		add_error(errors, field, "is required");
@@ -64,11 +57,10 @@ static bool get_string(json_t *obj, const char *key, const char *field, size_t m
 		return false;
 	}
 	const char *s = json_string_value(v);
-	size_t chars = utf8_chars(s);
 	size_t bytes = json_string_length(v);
-	if (chars < min || chars > max || bytes >= buflen || strlen(s) != bytes) {
-		snprintf(msg, sizeof(msg), "must be %zu to %zu characters", min, max);
-		add_error(errors, field, msg);
+	const char *problem = rule(s, bytes);
+	if (problem || bytes >= buflen) {
+		add_error(errors, field, problem ? problem : "is too long");
 		return false;
 	}
 	memcpy(buf, s, bytes + 1);
@@ -104,17 +96,6 @@ static int compare_items(const void *a, const void *b)
 	return strcmp(((const struct checkout_item *)a)->sku, ((const struct checkout_item *)b)->sku);
 }
 
-static bool valid_email(const char *email)
-{
-	const char *at = strchr(email, '@');
-	if (!at || strchr(at + 1, '@') || at == email || at[1] == '\0')
-		return false;
-	for (const unsigned char *p = (const unsigned char *)email; *p; p++)
-		if (*p <= ' ' || *p == 0x7f)
-			return false;
-	return true;
-}
-
 bool validate_checkout(const char *body, size_t len, struct checkout_request *out, json_t **errors)
 {
 	json_t *errs = json_array();
@@ -130,13 +111,9 @@ bool validate_checkout(const char *body, size_t len, struct checkout_request *ou
 	if (!root)
 		goto out;
 
-	get_string(root, "customer_id", "customer_id", 1, VALIDATE_MAX_ID_CHARS, out->customer_id,
+	get_string(root, "customer_id", "customer_id", fields_customer_id_problem, out->customer_id,
 		   sizeof(out->customer_id), errs);
-	if (get_string(root, "email", "email", 3, VALIDATE_MAX_EMAIL_CHARS, out->email, sizeof(out->email),
-		       errs) &&
-	    !valid_email(out->email))
-		add_error(errs, "email",
-			  "must contain exactly one \"@\" between non-empty parts, without spaces");
+	get_string(root, "email", "email", fields_email_problem, out->email, sizeof(out->email), errs);
 
 	json_t *items = json_object_get(root, "items");
 	if (!items) {
@@ -164,7 +141,7 @@ bool validate_checkout(const char *body, size_t len, struct checkout_request *ou
 			continue;
 		}
 		snprintf(field, sizeof(field), "items[%zu].sku", i);
-		get_string(item, "sku", field, 1, VALIDATE_MAX_ID_CHARS, it->sku, sizeof(it->sku), errs);
+		get_string(item, "sku", field, fields_sku_problem, it->sku, sizeof(it->sku), errs);
 		snprintf(field, sizeof(field), "items[%zu].quantity", i);
 		if (get_integer(item, "quantity", field, 1, VALIDATE_MAX_QUANTITY, &q, errs))
 			it->quantity = (int)q;
@@ -208,24 +185,28 @@ char *validate_canonical(const struct checkout_request *req)
 	return text;
 }
 
-bool validate_product(const char *body, size_t len, struct product_input *out, json_t **errors)
+bool validate_product(const char *sku, const char *body, size_t len, struct product_input *out,
+		      json_t **errors)
 {
 	json_t *errs = json_array();
 	json_t *root = NULL;
+	const char *problem = sku ? fields_sku_problem(sku, strlen(sku)) : "is required";
 
 	memset(out, 0, sizeof(*out));
 	if (!errs)
 		return false;
+	if (problem)
+		add_error(errs, "sku", problem);
 	root = parse_object(body, len, errs);
 	if (!root)
 		goto out;
-	get_string(root, "name", "name", 1, VALIDATE_MAX_NAME_CHARS, out->name, sizeof(out->name), errs);
+	get_string(root, "name", "name", fields_product_name_problem, out->name, sizeof(out->name), errs);
 	get_integer(root, "price_cents", "price_cents", 0, VALIDATE_MAX_PRICE_CENTS, &out->price_cents, errs);
 	get_integer(root, "stock", "stock", 0, VALIDATE_MAX_STOCK, &out->stock, errs);
 	json_t *group = json_object_get(root, "limit_group");
 	if (group && !json_is_null(group))
 		out->has_limit_group =
-		    get_string(root, "limit_group", "limit_group", 1, VALIDATE_MAX_ID_CHARS, out->limit_group,
+		    get_string(root, "limit_group", "limit_group", fields_limit_group_problem, out->limit_group,
 			       sizeof(out->limit_group), errs);
 out:
 	json_decref(root);
@@ -260,48 +241,9 @@ bool validate_limit(const char *body, size_t len, int *per_customer, json_t **er
 	return true;
 }
 
-/* True if s is well-formed UTF-8 without control characters. */
-static bool utf8_valid(const unsigned char *s)
-{
-	while (*s) {
-		int extra;
-		unsigned cp;
-		if (*s < 0x80) {
-			if (*s < 0x20 || *s == 0x7f)
-				return false;
-			s++;
-			continue;
-		} else if ((*s & 0xE0) == 0xC0) {
-			extra = 1;
-			cp = *s & 0x1F;
-		} else if ((*s & 0xF0) == 0xE0) {
-			extra = 2;
-			cp = *s & 0x0F;
-		} else if ((*s & 0xF8) == 0xF0) {
-			extra = 3;
-			cp = *s & 0x07;
-		} else {
-			return false;
-		}
-		s++;
-		for (int i = 0; i < extra; i++, s++) {
-			if ((*s & 0xC0) != 0x80)
-				return false;
-			cp = (cp << 6) | (*s & 0x3F);
-		}
-		/* overlong forms, surrogates, beyond U+10FFFF */
-		if ((extra == 1 && cp < 0x80) || (extra == 2 && cp < 0x800) || (extra == 3 && cp < 0x10000) ||
-		    (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF)
-			return false;
-	}
-	return true;
-}
-
 bool validate_identifier(const char *s)
 {
-	if (!s || !*s || strlen(s) >= VALIDATE_ID_BUF || !utf8_valid((const unsigned char *)s))
-		return false;
-	return utf8_chars(s) <= VALIDATE_MAX_ID_CHARS;
+	return s && fields_sku_ok(s, strlen(s)) && fields_limit_group_ok(s, strlen(s));
 }
 
 bool validate_product_page(const char *limit, const char *after, struct product_page *out, json_t **errors)
@@ -326,7 +268,7 @@ bool validate_product_page(const char *limit, const char *after, struct product_
 		if (validate_identifier(after))
 			snprintf(out->after, sizeof(out->after), "%s", after);
 		else
-			add_error(errs, "after", "must be a SKU: 1 to 64 characters of UTF-8");
+			add_error(errs, "after", "must be a SKU: 1 to 64 characters of UTF-8, no control characters");
 	}
 	if (json_array_size(errs) || !errs) {
 		*errors = errs;
@@ -350,14 +292,5 @@ bool validate_idempotency_key(const char *key)
 
 bool validate_uuid(const char *s)
 {
-	static const char pattern[] = "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx";
-	if (!s || strlen(s) != sizeof(pattern) - 1)
-		return false;
-	for (size_t i = 0; pattern[i]; i++) {
-		char c = s[i];
-		bool hex = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-		if (pattern[i] == '-' ? c != '-' : !hex)
-			return false;
-	}
-	return true;
+	return fields_uuid_ok(s);
 }

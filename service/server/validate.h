@@ -4,6 +4,11 @@
  * use the same code. Problems are reported as a JSON array of
  * {"field": "items[2].quantity", "message": "..."} objects, the "errors"
  * member of a 400 problem.
+ *
+ * The strings a client chooses (SKU, customer id, email, product name,
+ * limit group) follow the rules of checkout/fields.h, the same the workers'
+ * event parser applies: whatever these functions admit, every consumer of
+ * the order event accepts.
  */
 #ifndef CHECKOUT_SERVER_VALIDATE_H
 #define CHECKOUT_SERVER_VALIDATE_H
@@ -12,40 +17,39 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "checkout/fields.h"
+
 #define VALIDATE_MAX_BODY (64 * 1024)
 #define VALIDATE_MAX_ITEMS 100
 #define VALIDATE_MAX_QUANTITY 1000
-#define VALIDATE_MAX_ID_CHARS 64
-#define VALIDATE_MAX_EMAIL_CHARS 254
-#define VALIDATE_MAX_NAME_CHARS 200
 #define VALIDATE_MAX_PRICE_CENTS 1000000000LL
 #define VALIDATE_MAX_STOCK 1000000000LL
 #define VALIDATE_MAX_KEY_LEN 255
 #define VALIDATE_MAX_PAGE 1000
 #define VALIDATE_DEFAULT_PAGE 100
 
-/* Room for the longest allowed string in UTF-8 (4 bytes a character) and a NUL. */
-#define VALIDATE_ID_BUF (VALIDATE_MAX_ID_CHARS * 4 + 1)
+/* Room for the longest SKU or limit group in UTF-8 (4 bytes a character) and a NUL. */
+#define VALIDATE_ID_BUF FIELDS_BUF(FIELDS_MAX_SKU_CHARS)
 
 struct checkout_item {
-	char sku[VALIDATE_ID_BUF];
+	char sku[FIELDS_BUF(FIELDS_MAX_SKU_CHARS)];
 	int quantity; /* 1..VALIDATE_MAX_QUANTITY each; summed duplicates may be larger */
 };
 
 /* A valid cart: items sorted by sku, each sku once (duplicates summed). */
 struct checkout_request {
-	char customer_id[VALIDATE_ID_BUF];
-	char email[VALIDATE_MAX_EMAIL_CHARS * 4 + 1];
+	char customer_id[FIELDS_BUF(FIELDS_MAX_CUSTOMER_ID_CHARS)];
+	char email[FIELDS_BUF(FIELDS_MAX_EMAIL_CHARS)];
 	size_t n_items;
 	struct checkout_item items[VALIDATE_MAX_ITEMS];
 };
 
 struct product_input {
-	char name[VALIDATE_MAX_NAME_CHARS * 4 + 1];
+	char name[FIELDS_BUF(FIELDS_MAX_PRODUCT_NAME_CHARS)];
 	long long price_cents;
 	long long stock;
 	bool has_limit_group;
-	char limit_group[VALIDATE_ID_BUF];
+	char limit_group[FIELDS_BUF(FIELDS_MAX_LIMIT_GROUP_CHARS)];
 };
 
 /*
@@ -79,15 +83,23 @@ struct product_page {
 bool validate_product_page(const char *limit, const char *after, struct product_page *out, json_t **errors)
     __attribute__((warn_unused_result));
 
-/* Parse a PUT /v1/products/{sku} body; see validate_checkout for results. */
-bool validate_product(const char *body, size_t len, struct product_input *out, json_t **errors)
-    __attribute__((warn_unused_result));
+/*
+ * Check the SKU of PUT /v1/products/{sku} and parse its body, so that no
+ * product is created that could not be bought or whose orders the workers
+ * could not read; a bad SKU is an error for the field "sku". See
+ * validate_checkout for results.
+ */
+bool validate_product(const char *sku, const char *body, size_t len, struct product_input *out,
+		      json_t **errors) __attribute__((warn_unused_result));
 
 /* Parse a PUT /v1/limits/{group} body into *per_customer; see validate_checkout. */
 bool validate_limit(const char *body, size_t len, int *per_customer, json_t **errors)
     __attribute__((warn_unused_result));
 
-/* True if s is a valid path identifier (sku or group name): UTF-8, 1..64 characters. */
+/*
+ * True if s is a valid path identifier, a SKU or a limit group name (the two
+ * follow the same rule: fields_sku_ok, fields_limit_group_ok).
+ */
 bool validate_identifier(const char *s);
 
 /* True if key is a valid Idempotency-Key: 1..255 visible ASCII characters. */

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checkout/fields.h"
+
 static void set_err(char *err, size_t errlen, const char *msg)
 {
 	if (err && errlen)
@@ -26,29 +28,16 @@ static char *header_dup(rd_kafka_headers_t *headers, const char *name)
 	return strndup(value, size);
 }
 
-static bool is_uuid(const char *s)
+/* The created_at the server writes (RFC 3339): printable and short, like every string of the event. */
+static const char *created_at_problem(const char *s, size_t len)
 {
-	static const char shape[] = "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx";
-	if (strlen(s) != sizeof(shape) - 1)
-		return false;
-	for (size_t i = 0; shape[i]; i++) {
-		if (shape[i] == '-' ? s[i] != '-' : !isxdigit((unsigned char)s[i]))
-			return false;
-	}
-	return true;
+	return fields_text_ok(s, len, 1, 64) ? NULL : "must be 1 to 64 characters without control characters";
 }
 
-/* No control characters (so no header injection), 1..max bytes. */
-static bool is_printable(const char *s, size_t max)
+/* The order id: a UUID. */
+static const char *order_id_problem(const char *s, size_t len)
 {
-	size_t len = strlen(s);
-	if (len == 0 || len > max)
-		return false;
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		if (*p < 0x20 || *p == 0x7f)
-			return false;
-	}
-	return true;
+	return strlen(s) == len && fields_uuid_ok(s) ? NULL : "is not a UUID";
 }
 
 static bool is_event_id(const char *s)
@@ -63,16 +52,22 @@ static bool is_event_id(const char *s)
 	return true;
 }
 
-/* Copy a required string member; false with err when missing or not a string. */
-static bool take_string(json_t *obj, const char *name, size_t max, char **out, char *err, size_t errlen)
+/*
+ * Copy a required string member that the rule of checkout/fields.h accepts
+ * (the same rule the server admitted it by: no control characters, so no
+ * header injection); false with err when missing, not a string or refused.
+ */
+static bool take_string(json_t *obj, const char *name, const char *(*rule)(const char *, size_t), char **out,
+			char *err, size_t errlen)
 {
 	json_t *v = json_object_get(obj, name);
 	if (!json_is_string(v)) {
 		snprintf(err, errlen, "field \"%s\" is missing or not a string", name);
 		return false;
 	}
-	if (!is_printable(json_string_value(v), max)) {
-		snprintf(err, errlen, "field \"%s\" is empty, too long or has control characters", name);
+	const char *problem = rule(json_string_value(v), json_string_length(v));
+	if (problem) {
+		snprintf(err, errlen, "field \"%s\" %s", name, problem);
 		return false;
 	}
 	*out = strdup(json_string_value(v));
@@ -134,16 +129,12 @@ bool event_parse_parts(const void *value, size_t len, rd_kafka_headers_t *header
 		set_err(err, errlen, "value is not a JSON object");
 		goto out;
 	}
-	if (!take_string(root, "order_id", 36, &ev->order_id, err, errlen) ||
-	    !take_string(root, "customer_id", 200, &ev->customer_id, err, errlen) ||
-	    !take_string(root, "email", 320, &ev->email, err, errlen) ||
-	    !take_string(root, "created_at", 64, &ev->created_at, err, errlen) ||
+	if (!take_string(root, "order_id", order_id_problem, &ev->order_id, err, errlen) ||
+	    !take_string(root, "customer_id", fields_customer_id_problem, &ev->customer_id, err, errlen) ||
+	    !take_string(root, "email", fields_email_problem, &ev->email, err, errlen) ||
+	    !take_string(root, "created_at", created_at_problem, &ev->created_at, err, errlen) ||
 	    !take_int(root, "total_cents", 0, 1000000000000000LL, &ev->total_cents, err, errlen))
 		goto out;
-	if (!is_uuid(ev->order_id)) {
-		set_err(err, errlen, "field \"order_id\" is not a UUID");
-		goto out;
-	}
 	json_t *items = json_object_get(root, "items");
 	if (!json_is_array(items) || json_array_size(items) == 0 || json_array_size(items) > 1000) {
 		set_err(err, errlen, "field \"items\" is missing, empty or not an array");
@@ -163,7 +154,7 @@ bool event_parse_parts(const void *value, size_t len, rd_kafka_headers_t *header
 			set_err(err, errlen, "an item is not an object");
 			goto out;
 		}
-		if (!take_string(it, "sku", 64, &item->sku, err, errlen) ||
+		if (!take_string(it, "sku", fields_sku_problem, &item->sku, err, errlen) ||
 		    !take_int(it, "quantity", 1, 100000, &q, err, errlen) ||
 		    !take_int(it, "unit_price_cents", 0, 1000000000000LL, &item->unit_price_cents, err,
 			      errlen))

@@ -38,7 +38,10 @@ struct order_event {
  * message is a well-formed order.admitted event; otherwise false with the
  * reason in err (not JSON, a missing or malformed field, an unknown
  * ce_type). Strings are validated so they can go into a file name or a mail
- * header safely. Call event_free(ev) whatever the result.
+ * header safely, by the rules of checkout/fields.h that the server admitted
+ * them by (lengths in characters, UTF-8, no control characters): an event
+ * of an order the API admitted always parses. Call event_free(ev) whatever
+ * the result.
  */
 bool event_parse(const rd_kafka_message_t *msg, struct order_event *ev, char *err, size_t errlen)
     __attribute__((warn_unused_result));

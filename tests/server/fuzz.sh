@@ -12,8 +12,8 @@ out=$(cd "$1/fuzz" && pwd)
 seconds="${2:-20}"
 mkdir -p "$out/new"
 clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-	-I"$root/service/server" $(pkg-config --cflags jansson) \
-	"$here/fuzz_request.c" "$root/service/server/validate.c" \
+	-I"$root/service/server" -I"$root/include" $(pkg-config --cflags jansson) \
+	"$here/fuzz_request.c" "$root/service/server/validate.c" "$root/service/common/fields.c" \
 	$(pkg-config --libs jansson) -o "$out/fuzz_request"
 cd "$out"
 ASAN_OPTIONS=detect_leaks=1 ./fuzz_request -max_total_time="$seconds" -timeout=5 -rss_limit_mb=1024 \

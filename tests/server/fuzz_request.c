@@ -3,7 +3,9 @@
  * The first byte picks what the rest is: a checkout body, a product body, a
  * limit body, or a path segment / Idempotency-Key. Whatever the input, the
  * validators must not crash, read out of bounds or leak (run under
- * ASan+UBSan), and a valid cart must come out sorted, merged and in range.
+ * ASan+UBSan), and a valid cart must come out sorted, merged and in range,
+ * its strings within the rules the workers' event parser applies
+ * (checkout/fields.h), and a valid product within the same rules.
  * fuzz_replay.c runs the same function over tests/server/corpus/ in the
  * normal and the sanitizer builds.
  */
@@ -20,13 +22,14 @@ static void check_cart(const struct checkout_request *cart)
 	if (cart->n_items < 1 || cart->n_items > VALIDATE_MAX_ITEMS)
 		abort();
 	for (size_t i = 0; i < cart->n_items; i++) {
-		if (!cart->items[i].sku[0] || cart->items[i].quantity < 1 ||
+		if (!fields_sku_ok(cart->items[i].sku, strlen(cart->items[i].sku)) || cart->items[i].quantity < 1 ||
 		    cart->items[i].quantity > VALIDATE_MAX_ITEMS * VALIDATE_MAX_QUANTITY)
 			abort();
 		if (i > 0 && strcmp(cart->items[i - 1].sku, cart->items[i].sku) >= 0)
 			abort(); /* sorted, each sku once */
 	}
-	if (!strchr(cart->email, '@'))
+	if (!fields_customer_id_ok(cart->customer_id, strlen(cart->customer_id)) ||
+	    !fields_email_ok(cart->email, strlen(cart->email)))
 		abort();
 	char *canonical = validate_canonical(cart);
 	/* the canonical text is JSON with one line per distinct sku */
@@ -61,8 +64,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	case 1: {
 		struct product_input product;
-		if (!validate_product(body, len, &product, &errors) && json_array_size(errors) == 0)
+		if (validate_product("sku", body, len, &product, &errors)) {
+			if (!fields_product_name_ok(product.name, strlen(product.name)) ||
+			    (product.has_limit_group &&
+			     !fields_limit_group_ok(product.limit_group, strlen(product.limit_group))))
+				abort();
+		} else if (json_array_size(errors) == 0) {
 			abort();
+		}
 		break;
 	}
 	case 2: {
@@ -77,7 +86,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			return 0;
 		memcpy(text, body, len);
 		text[len] = '\0';
-		(void)validate_identifier(text);
+		if (validate_identifier(text) && !fields_sku_ok(text, strlen(text)))
+			abort(); /* a SKU in the path follows the rule of a SKU in a cart */
 		(void)validate_idempotency_key(text);
 		(void)validate_uuid(text);
 		/* the query parameters of the product list: limit before the first '&', after behind it */
