@@ -77,7 +77,9 @@ static enum worker_result analytics_apply(struct worker *w, PGconn *conn, const 
 	if (!worker_res_ok(res))
 		goto out;
 	if (PQntuples(res) != 1) {
+		/* the schema's fault, not the event's: wait until its row is back */
 		snprintf(rep->line, sizeof(rep->line), "analytics.totals has no row");
+		result = WORKER_RETRY;
 		goto out;
 	}
 	const char *orders = PQgetvalue(res, 0, 0), *all_units = PQgetvalue(res, 0, 1);

@@ -6,10 +6,10 @@
  * renames the same bytes onto the same name, so it can never produce a
  * second email.
  *
- * With --smtp-url the message is also handed to an SMTP server (libcurl)
- * before the commit. That leg is at-least-once: a crash between the SMTP
- * hand-off and the commit sends it again on redelivery, with the same
- * Message-ID (<ce_id@checkout.example>) so the receiving side can tell.
+ * With --smtp-url the message is also handed to an SMTP server (libcurl),
+ * the last step before the commit. That leg is at-least-once: a crash
+ * between the SMTP hand-off and the commit sends it again on redelivery,
+ * with the same Message-ID (<ce_id@checkout.example>) so the receiving side can tell.
  * A 5xx answer is permanent (dead letter); anything else is retried.
  */
 #include <curl/curl.h>
@@ -162,13 +162,15 @@ out:
 static char *email_render(const struct order_event *ev, const char *date, size_t *len)
 {
 	char *text = NULL;
-	char money[32], line_total[32], total[32];
+	char money[32], line_total[32], total[32], order[9];
+	event_short_id(ev->order_id, order);
 	FILE *f = open_memstream(&text, len);
 	if (!f)
 		return NULL;
 	fprintf(f, "From: Checkout <orders@checkout.example>\r\n");
 	fprintf(f, "To: <%s>\r\n", ev->email);
-	fprintf(f, "Subject: Your order %.8s is confirmed\r\n", ev->order_id);
+	/* the random tail of the UUIDv7, like order= in the log lines: its head is the time */
+	fprintf(f, "Subject: Your order %s is confirmed\r\n", order);
 	fprintf(f, "Date: %s\r\n", date);
 	fprintf(f, "Message-ID: <%s@checkout.example>\r\n", ev->event_id);
 	fprintf(f, "MIME-Version: 1.0\r\n");
@@ -265,17 +267,18 @@ static enum worker_result email_apply(struct worker *w, PGconn *conn, const stru
 		result = WORKER_RETRY;
 		goto out;
 	}
-	if (w->cfg.smtp_url[0]) {
-		result = email_smtp_send(w->cfg.smtp_url, ev, text, len, rep);
-		if (result != WORKER_APPLIED)
-			goto out;
-		result = WORKER_FAILED;
-	}
 	PQclear(res);
 	const char *sent_params[] = {ev->event_id, ev->order_id, ev->email, path};
 	res = worker_exec(conn, "email_sent_insert", 4, sent_params, rep);
 	if (!worker_res_ok(res))
 		goto out;
+	/* the SMTP hand-off last, when only the COMMIT can still fail: while a database
+	 * problem is retried, the message must not go out once per try */
+	if (w->cfg.smtp_url[0]) {
+		result = email_smtp_send(w->cfg.smtp_url, ev, text, len, rep);
+		if (result != WORKER_APPLIED)
+			goto out;
+	}
 	snprintf(rep->line, sizeof(rep->line), "sent confirmation to %s: %zu item%s, total %s (%s%s)",
 		 ev->email, ev->n_items, ev->n_items == 1 ? "" : "s",
 		 event_money(ev->total_cents, total, sizeof(total)), name,

@@ -72,6 +72,34 @@ bool worker_conn_broken(PGconn *conn, const PGresult *res)
 	return !strncmp(state, "08", 2) || !strncmp(state, "57P0", 4);
 }
 
+/*
+ * True when a failed statement's SQLSTATE says the event's own content broke
+ * a data rule, so that no retry can help: the message is bad.
+ */
+static bool sqlstate_is_bad_data(const char *sqlstate)
+{
+	/* 22: data exception (a malformed time, a number out of range, bad encoding);
+	 * 23: integrity constraint violation (a NOT NULL, CHECK or unique rule) */
+	return sqlstate && (!strncmp(sqlstate, "22", 2) || !strncmp(sqlstate, "23", 2));
+}
+
+/* Backoff between the tries of one event: RETRY_FIRST_MS doubling to RETRY_MAX_MS. */
+#define RETRY_FIRST_MS 100
+#define RETRY_MAX_MS 5000
+
+/*
+ * The tries of one event. A retry is logged once when it starts (and again
+ * only if its reason changes), and once when it ends.
+ */
+struct attempt {
+	const char *ctx;
+	int failed;	      /* tries that failed so far */
+	long long since_ms;   /* when the first one failed */
+	int backoff_ms;	      /* the wait before the next try */
+	bool logged;	      /* a line said we are retrying */
+	char logged_key[256]; /* its SQLSTATE, or its reason when there is none */
+};
+
 /* The loop's own state beyond struct worker. */
 struct loop {
 	struct worker *w;
@@ -83,7 +111,6 @@ struct loop {
 	int partitions;
 	bool *at_end;
 	long applied, duplicates, dead;
-	char last_retry[256]; /* the reason last logged for retrying the current message */
 };
 
 /* Connect (or reconnect) until it works or a stop is requested. Logs an
@@ -135,56 +162,142 @@ static bool loop_command(PGconn *conn, const char *sql, struct worker_report *re
 {
 	PGresult *res = PQexec(conn, sql);
 	bool ok = worker_res_ok(res);
-	if (!ok)
+	if (!ok) {
 		snprintf(rep->line, sizeof(rep->line), "%s: %.*s", sql,
 			 (int)strcspn(res ? PQresultErrorMessage(res) : PQerrorMessage(conn), "\n"),
 			 res ? PQresultErrorMessage(res) : PQerrorMessage(conn));
+		snprintf(rep->sqlstate, sizeof(rep->sqlstate), "%s", db_sqlstate(res));
+	}
 	PQclear(res);
 	return ok;
 }
 
 enum outcome { OUTCOME_DONE, OUTCOME_RETRY, OUTCOME_STOPPED };
 
-/* Record a message we cannot apply. */
-static enum outcome loop_dead_letter(struct loop *l, const rd_kafka_message_t *m, const char *ctx,
+/*
+ * A try failed for a reason that is not the message's: log it if it is the
+ * first (or a new reason), and return OUTCOME_RETRY. The event is tried
+ * again after a backoff, and its offset is not stored meanwhile.
+ */
+static enum outcome loop_retry_later(struct loop *l, struct attempt *a, enum log_level level,
+				     const char *what, const char *reason, const char *sqlstate)
+{
+	char key[sizeof(a->logged_key)];
+	snprintf(key, sizeof(key), "%s", sqlstate && sqlstate[0] ? sqlstate : reason);
+	if (!a->logged || strcmp(key, a->logged_key) != 0) {
+		if (sqlstate && sqlstate[0])
+			log_msg(level, a->ctx, "%s: %s (SQLSTATE %s)", what, reason, sqlstate);
+		else
+			log_msg(level, a->ctx, "%s: %s", what, reason);
+		snprintf(a->logged_key, sizeof(a->logged_key), "%s", key);
+		a->logged = true;
+	} else {
+		log_msg(LOG_DEBUG, a->ctx, "%s: %s", what, reason);
+	}
+	/* 25: a read-only session (a standby after a failover, default_transaction_read_only)
+	 * or a confused transaction state; neither changes within the session, so the next
+	 * try starts a new one (with a multi-host DATABASE_URL, possibly on the new primary) */
+	if (sqlstate && !strncmp(sqlstate, "25", 2)) {
+		PQfinish(l->w->conn);
+		l->w->conn = NULL;
+	}
+	return OUTCOME_RETRY;
+}
+
+/*
+ * Copy reason into out (outlen > 0) as valid UTF-8 without control
+ * characters: a reason may quote bytes of the message, and text that the
+ * database refuses would keep the dead letter from ever being recorded.
+ * Anything else becomes '?'.
+ */
+static void dead_letter_reason(const char *reason, char *out, size_t outlen)
+{
+	const unsigned char *p = (const unsigned char *)reason;
+	size_t used = 0;
+	while (*p && used + 5 < outlen) {
+		size_t n = 0;
+		unsigned char lo = 0x80, hi = 0xbf;
+		if (*p >= 0x20 && *p < 0x7f)
+			n = 1;
+		else if (*p >= 0xc2 && *p <= 0xdf)
+			n = 2;
+		else if (*p >= 0xe0 && *p <= 0xef) {
+			n = 3;
+			lo = *p == 0xe0 ? 0xa0 : 0x80;
+			hi = *p == 0xed ? 0x9f : 0xbf;
+		} else if (*p >= 0xf0 && *p <= 0xf4) {
+			n = 4;
+			lo = *p == 0xf0 ? 0x90 : 0x80;
+			hi = *p == 0xf4 ? 0x8f : 0xbf;
+		}
+		/* the second byte has the narrowest range; the others are 0x80..0xbf */
+		for (size_t i = 1; i < n; i++) {
+			if (p[i] < (i == 1 ? lo : 0x80) || p[i] > (i == 1 ? hi : 0xbf)) {
+				n = 0;
+				break;
+			}
+		}
+		if (n == 0) {
+			out[used++] = '?';
+			p++;
+			continue;
+		}
+		memcpy(out + used, p, n);
+		used += n;
+		p += n;
+	}
+	out[used] = '\0';
+}
+
+/*
+ * Record a message that is itself bad. OUTCOME_DONE once the dead letter
+ * is committed; OUTCOME_RETRY when it could not be recorded (whatever the
+ * reason: the offset must not move past a message that is nowhere).
+ */
+static enum outcome loop_dead_letter(struct loop *l, struct attempt *a, const rd_kafka_message_t *m,
 				     const char *reason)
 {
-	char partition[16], offset[32];
+	char partition[16], offset[32], clean[1600];
 	snprintf(partition, sizeof(partition), "%" PRId32, m->partition);
 	snprintf(offset, sizeof(offset), "%" PRId64, m->offset);
-	const char *params[] = {rd_kafka_topic_name(m->rkt), partition, offset, m->key, m->payload, reason};
+	dead_letter_reason(reason, clean, sizeof(clean));
+	const char *params[] = {rd_kafka_topic_name(m->rkt), partition, offset, m->key, m->payload, clean};
 	const int lengths[] = {0, 0, 0, (int)m->key_len, (int)m->len, 0};
 	const int formats[] = {0, 0, 0, 1, 1, 0};
 
 	PGresult *res =
 	    PQexecPrepared(l->w->conn, "worker_dead_letter_insert", 6, params, lengths, formats, 0);
-	bool ok = worker_res_ok(res);
-	if (!ok && worker_conn_broken(l->w->conn, res)) {
-		loop_db_failed(l, PQerrorMessage(l->w->conn));
-		PQclear(res);
-		return OUTCOME_RETRY;
-	}
-	if (ok) {
+	enum outcome o = OUTCOME_DONE;
+	if (worker_res_ok(res)) {
 		l->dead++;
-		log_msg(LOG_WARN, ctx, "bad message skipped (recorded as dead letter): %s", reason);
+		log_msg(LOG_WARN, a->ctx, "bad message skipped (recorded as dead letter): %s", clean);
+	} else if (worker_conn_broken(l->w->conn, res)) {
+		loop_db_failed(l, PQerrorMessage(l->w->conn));
+		o = OUTCOME_RETRY;
 	} else {
-		log_msg(LOG_ERROR, ctx, "bad message skipped, and recording it failed: %s (%.*s)", reason,
-			(int)strcspn(PQresultErrorMessage(res), "\n"), PQresultErrorMessage(res));
+		const char *msg = res ? PQresultErrorMessage(res) : PQerrorMessage(l->w->conn);
+		char why[1600];
+		int msglen = (int)strcspn(msg, "\n");
+		snprintf(why, sizeof(why), "%.*s (the message: %.1000s)", msglen > 500 ? 500 : msglen, msg,
+			 clean);
+		o = loop_retry_later(l, a, LOG_WARN, "cannot record the dead letter yet, retrying", why,
+				     db_sqlstate(res));
 	}
 	PQclear(res);
-	return OUTCOME_DONE;
+	return o;
 }
 
-/* One attempt at applying a parsed event in one transaction. */
-static enum outcome loop_apply(struct loop *l, const rd_kafka_message_t *m, const struct order_event *ev,
-			       const char *ctx)
+/* One try at applying a parsed event in one transaction. */
+static enum outcome loop_apply(struct loop *l, struct attempt *a, const rd_kafka_message_t *m,
+			       const struct order_event *ev)
 {
 	struct worker *w = l->w;
 	PGconn *conn = w->conn;
-	struct worker_report rep = {{0}, {0}};
+	const char *ctx = a->ctx;
+	struct worker_report rep = {{0}, {0}, {0}};
 	char partition[16], offset[32];
 	PGresult *res = NULL;
-	bool duplicate = false;
+	bool duplicate = false, refused = false;
 
 	snprintf(partition, sizeof(partition), "%" PRId32, m->partition);
 	snprintf(offset, sizeof(offset), "%" PRId64, m->offset);
@@ -200,16 +313,13 @@ static enum outcome loop_apply(struct loop *l, const rd_kafka_message_t *m, cons
 	if (!duplicate) {
 		enum worker_result wr = w->ops->apply(w, conn, ev, &rep);
 		if (wr == WORKER_RETRY) {
-			struct worker_report ignore;
+			struct worker_report ignore = {{0}, {0}, {0}};
 			(void)loop_command(conn, "ROLLBACK", &ignore);
-			/* one line per message and reason, not one per attempt */
-			bool repeated = !strncmp(l->last_retry, rep.line, sizeof(l->last_retry) - 1);
-			log_msg(repeated ? LOG_DEBUG : LOG_WARN, ctx, "cannot apply yet, retrying: %s",
-				rep.line);
-			snprintf(l->last_retry, sizeof(l->last_retry), "%.255s", rep.line);
-			nap(1000);
-			return OUTCOME_RETRY;
+			return loop_retry_later(l, a, LOG_WARN, "cannot apply yet, retrying", rep.line,
+						rep.sqlstate);
 		}
+		/* WORKER_FAILED without a failed statement: the worker refused the message itself */
+		refused = wr == WORKER_FAILED && !rep.sqlstate[0];
 		if (wr != WORKER_APPLIED)
 			goto failed;
 	}
@@ -233,20 +343,24 @@ failed:
 		loop_db_failed(l, rep.line[0] ? rep.line : PQerrorMessage(conn));
 		return OUTCOME_RETRY;
 	}
-	struct worker_report ignore;
+	struct worker_report ignore = {{0}, {0}, {0}};
 	(void)loop_command(conn, "ROLLBACK", &ignore);
 	if (worker_conn_broken(conn, NULL)) {
 		loop_db_failed(l, rep.line);
 		return OUTCOME_RETRY;
 	}
-	/* a deadlock or serialization failure with another instance: just retry */
-	if (!strcmp(rep.sqlstate, "40001") || !strcmp(rep.sqlstate, "40P01")) {
-		log_msg(LOG_INFO, ctx, "retrying after a transient conflict: %s", rep.line);
-		return OUTCOME_RETRY;
-	}
+	/* a deadlock or serialization failure with another instance: expected, just retry */
+	if (!strcmp(rep.sqlstate, "40001") || !strcmp(rep.sqlstate, "40P01"))
+		return loop_retry_later(l, a, LOG_INFO, "retrying after a transient conflict", rep.line,
+					rep.sqlstate);
+	/* only the message's own content is a reason to give up on it: anything else (read-only,
+	 * disk full, a timeout, a permission, a missing table) passes, and the event waits */
+	if (!refused && !sqlstate_is_bad_data(rep.sqlstate))
+		return loop_retry_later(l, a, LOG_WARN, "cannot apply yet, retrying",
+					rep.line[0] ? rep.line : "unknown error", rep.sqlstate);
 	char reason[1600];
 	snprintf(reason, sizeof(reason), "cannot apply: %s", rep.line[0] ? rep.line : "unknown error");
-	return loop_dead_letter(l, m, ctx, reason);
+	return loop_dead_letter(l, a, m, reason);
 }
 
 /*
@@ -259,6 +373,7 @@ static bool loop_handle(struct loop *l, const rd_kafka_message_t *m)
 	struct order_event ev;
 	char err[512], ctx[64], order[9];
 	bool parsed = event_parse(m, &ev, err, sizeof(err));
+	struct attempt a = {.ctx = ctx, .backoff_ms = RETRY_FIRST_MS};
 
 	if (parsed) {
 		event_short_id(ev.order_id, order);
@@ -266,17 +381,31 @@ static bool loop_handle(struct loop *l, const rd_kafka_message_t *m)
 	} else {
 		snprintf(ctx, sizeof(ctx), "p%" PRId32 "@%" PRId64, m->partition, m->offset);
 	}
-	enum outcome o = OUTCOME_RETRY;
-	l->last_retry[0] = '\0';
-	while (o == OUTCOME_RETRY) {
+	enum outcome o;
+	for (;;) {
 		if (!loop_db_ensure(l)) {
 			o = OUTCOME_STOPPED;
 			break;
 		}
-		o = parsed ? loop_apply(l, m, &ev, ctx) : loop_dead_letter(l, m, ctx, err);
-		if (o == OUTCOME_RETRY)
-			nap(200);
+		o = parsed ? loop_apply(l, &a, m, &ev) : loop_dead_letter(l, &a, m, err);
+		if (o != OUTCOME_RETRY)
+			break;
+		if (a.failed++ == 0)
+			a.since_ms = now_ms();
+		nap(a.backoff_ms);
+		a.backoff_ms = a.backoff_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : a.backoff_ms * 2;
+		/* a stop ends the retries; the event comes again on the next start */
+		if (stop_requested) {
+			o = OUTCOME_STOPPED;
+			log_msg(LOG_INFO, ctx,
+				"stopping before this event could be applied; it is not marked "
+				"done and comes again on the next start");
+			break;
+		}
 	}
+	if (o == OUTCOME_DONE && a.logged)
+		log_msg(LOG_INFO, ctx, "recovered after %.1f s / %d tries",
+			(double)(now_ms() - a.since_ms) / 1000.0, a.failed + 1);
 	event_free(&ev);
 	return o == OUTCOME_DONE;
 }
@@ -542,10 +671,11 @@ out:
 				 l.applied, l.duplicates, l.dead);
 		} else {
 			rd_kafka_destroy_flags(l.rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
-			log_warn("stopped: %ld applied, %ld duplicates skipped, %ld dead letters; could not leave "
-				 "the group within %d s (broker unreachable): events since the last committed "
-				 "offset come again and are skipped as duplicates",
-				 l.applied, l.duplicates, l.dead, CLOSE_TIMEOUT_MS / 1000);
+			log_warn(
+			    "stopped: %ld applied, %ld duplicates skipped, %ld dead letters; could not leave "
+			    "the group within %d s (broker unreachable): events since the last committed "
+			    "offset come again and are skipped as duplicates",
+			    l.applied, l.duplicates, l.dead, CLOSE_TIMEOUT_MS / 1000);
 		}
 	}
 	if (started && ops->stop)

@@ -5,9 +5,22 @@
  * PostgreSQL transaction per event that writes the event's ce_id into the
  * worker's inbox table together with its effect, and the offset stored only
  * after that transaction committed (at-least-once delivery,
- * effectively-once effects). Bad messages go to the dead-letter table;
- * database and broker outages are waited out; SIGTERM/SIGINT finish the
- * current event, commit the offsets and leave the group.
+ * effectively-once effects).
+ *
+ * Only a message that is itself bad goes to the dead-letter table: one that
+ * does not parse, that the worker refuses (WORKER_FAILED without a failed
+ * statement), or whose content breaks a data rule of the database (SQLSTATE
+ * class 22 or 23). Any other failure is the system's, not the message's,
+ * and passes: a broken connection, a read-only session (a standby after a
+ * failover), disk full (53100), a statement timeout (57014), a revoked
+ * permission (42501), a table missing during a migration (42P01), a
+ * serialization failure. The same event is then tried again, 100 ms doubling
+ * to 5 s apart, logged once when the retries start and once when they end,
+ * and the worker does not move past it: an offset is stored only after the
+ * effect or the dead letter committed (a dead letter that cannot be written
+ * is retried the same way). Broker outages are waited out too.
+ * SIGTERM/SIGINT finish the current event (or end its retries without
+ * storing its offset), commit the stored offsets and leave the group.
  */
 #ifndef CHECKOUT_WORKERS_WORKER_H
 #define CHECKOUT_WORKERS_WORKER_H
@@ -34,8 +47,13 @@
 
 enum worker_result {
 	WORKER_APPLIED, /* the effect is written; commit */
-	WORKER_FAILED,	/* roll back; retried if the connection broke, else dead-lettered */
-	WORKER_RETRY,	/* roll back; a passing problem (e.g. disk full): retry the same event */
+	/* roll back. If a statement failed (rep->sqlstate set) the loop decides by its SQLSTATE:
+	 * class 22/23 dead-letters the message, anything else is retried; if none did, the
+	 * worker refuses the message itself (e.g. an SMTP 5xx) and it is dead-lettered */
+	WORKER_FAILED,
+	/* roll back; a passing problem outside the database (e.g. the mail spool's disk full,
+	 * an SMTP 4xx): retry the same event */
+	WORKER_RETRY,
 };
 
 /* What an apply callback did, logged by the loop after the commit. */

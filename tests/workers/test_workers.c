@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "orders.h"
@@ -62,15 +63,21 @@ static void env_start(void)
 	snprintf(env.spool, sizeof(env.spool), "%s/mail-%d-%d", CHECKOUT_TEST_TMP, (int)getpid(), ++counter);
 }
 
-/* Start one worker with the test's database, broker and spool. */
-static void spawn_worker(int which, const char *const *args, const char *extra_env)
+/* Start one worker connecting to url (DATABASE_URL), with the test's broker and spool. */
+static void spawn_worker_url(int which, const char *url, const char *const *args, const char *extra_env)
 {
-	char db[256], brokers[300], spool[600];
-	snprintf(db, sizeof(db), "DATABASE_URL=%s", env.db);
+	char db[400], brokers[300], spool[600];
+	snprintf(db, sizeof(db), "DATABASE_URL=%s", url);
 	snprintf(brokers, sizeof(brokers), "KAFKA_BROKERS=%s", env.bootstrap);
 	snprintf(spool, sizeof(spool), "MAIL_SPOOL=%s", env.spool);
 	const char *e[] = {db, brokers, spool, "SUMMARY_SECONDS=1", extra_env, NULL};
 	testenv_spawn(&workers[which], programs[which], args, e);
+}
+
+/* Start one worker with the test's database, broker and spool. */
+static void spawn_worker(int which, const char *const *args, const char *extra_env)
+{
+	spawn_worker_url(which, env.db, args, extra_env);
 }
 
 /* Run tmpl with every '@' replaced by the schema name. */
@@ -195,6 +202,11 @@ static void expect_confirmations(const struct test_order *orders, int n)
 			      !strncmp(line + len - strlen(total), total, strlen(total)),
 			  "%s shows the total%s", path, total);
 		cr_expect(strstr(text, orders[i].order_id), "%s names the order", path);
+		/* the subject names the order by its random tail, as the log lines do */
+		char subject[100];
+		snprintf(subject, sizeof(subject), "\r\nSubject: Your order %s is confirmed\r\n",
+			 orders[i].order_id + strlen(orders[i].order_id) - 8);
+		cr_expect(strstr(text, subject), "%s has the subject%s", path, subject);
 		free(text);
 	}
 }
@@ -598,4 +610,234 @@ Test(workers, email_also_delivers_by_smtp_and_retries_a_temporary_refusal)
 	cr_expect_eq(wait_log_count(&workers[EMAIL], ".eml, and by SMTP)", N), N);
 	expect_confirmations(orders, N);
 	cr_expect_eq(testenv_stop(&workers[EMAIL], SIGTERM), 0);
+}
+
+/*
+ * Faults of the database that are not the message's fault: the worker waits
+ * them out on the same event instead of dead-lettering it. They are staged on
+ * the inventory worker, connected as a role of its own so that the test can
+ * take privileges away from it and give them back.
+ */
+
+/* A login role with what checkout-inventory needs; its DATABASE_URL into url. */
+static void worker_role_new(char role[64], char url[400])
+{
+	static int counter;
+	char sql[1024];
+	snprintf(role, 64, "inventory_worker_%d_%d", (int)getpid(), ++counter);
+	/* inventory.dead_letters was made LIKE email.dead_letters: it takes its ids from
+	 * email's sequence */
+	snprintf(sql, sizeof(sql),
+		 "CREATE ROLE %s LOGIN PASSWORD 'worker';"
+		 "GRANT USAGE ON SCHEMA inventory, email TO %s;"
+		 "GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA inventory TO %s;"
+		 "GRANT USAGE ON ALL SEQUENCES IN SCHEMA inventory, email TO %s;"
+		 "GRANT SELECT ON public.products TO %s",
+		 role, role, role, role, role);
+	testenv_exec(env.conn, sql);
+	snprintf(url, 400, "%s user=%s password=worker", env.db, role);
+}
+
+/* Run tmpl with every '@' replaced by role. */
+static void exec_for_role(const char *tmpl, const char *role)
+{
+	char sql[512];
+	size_t used = 0;
+	for (const char *p = tmpl; *p && used < sizeof(sql) - 80; p++) {
+		if (*p == '@')
+			used += (size_t)snprintf(sql + used, sizeof(sql) - used, "%s", role);
+		else
+			sql[used++] = *p;
+	}
+	sql[used] = '\0';
+	testenv_exec(env.conn, sql);
+}
+
+static long long elapsed_ms(const struct timespec *since)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (long long)(now.tv_sec - since->tv_sec) * 1000 + (now.tv_nsec - since->tv_nsec) / 1000000;
+}
+
+/* What a stuck worker shows: it retries (one line), applies nothing more, dead-letters nothing. */
+static void expect_stuck(const struct testenv_proc *p, long applied, const char *reason)
+{
+	cr_assert(testenv_wait_log(p, "cannot apply yet, retrying", 20000), "%s logs that it retries; see %s",
+		  p->name, p->log_path);
+	testenv_sleep_ms(2500); /* several tries (backoff from 100 ms) */
+	cr_assert_eq(testenv_count_log(p, reason), 1, "the reason (%s) is logged once, not per try; see %s",
+		     reason, p->log_path);
+	cr_expect_eq(testenv_count_log(p, "cannot apply yet, retrying"), 1, "one retry line; see %s",
+		     p->log_path);
+	cr_assert_eq(testenv_query_long(env.conn, "SELECT count(*) FROM inventory.dead_letters"), 0,
+		     "nothing is dead-lettered; see %s", p->log_path);
+	cr_assert_eq(testenv_query_long(env.conn, "SELECT count(*) FROM inventory.inbox"), applied,
+		     "nothing more is applied meanwhile");
+	cr_expect(!testenv_exited((struct testenv_proc *)p, NULL), "%s keeps running", p->name);
+}
+
+Test(workers, a_read_only_session_is_retried_not_dead_lettered_and_every_order_applied_once_when_writable)
+{
+	enum { N = 7 };
+	struct test_order orders[N];
+	char role[64], url[400];
+	env_start();
+	worker_role_new(role, url);
+	/* what a worker sees on a standby after a failover */
+	exec_for_role("ALTER ROLE @ SET default_transaction_read_only = on", role);
+	make_orders(orders, N, 700, true);
+	for (int i = 0; i < N; i++)
+		orders_produce(env.producer, &orders[i]);
+	orders_flush(env.producer);
+	spawn_worker_url(INVENTORY, url, NULL, NULL);
+
+	expect_stuck(&workers[INVENTORY], 0, "read-only transaction");
+	cr_expect_eq(testenv_count_log(&workers[INVENTORY], "recording it failed"), 0);
+
+	/* the writable database is back: new sessions are read-write */
+	exec_for_role("ALTER ROLE @ RESET default_transaction_read_only", role);
+	cr_assert_eq(wait_value("SELECT count(*) FROM @.inbox", "inventory", N), N,
+		     "every order applied; see %s", workers[INVENTORY].log_path);
+	cr_expect_eq(wait_log_count(&workers[INVENTORY], "stock view now", N), N, "one line per order");
+	cr_expect_eq(testenv_count_log(&workers[INVENTORY], "recovered after"), 1,
+		     "the end of the retries is logged once");
+	cr_expect_eq(testenv_query_long(env.conn, "SELECT count(*) FROM inventory.dead_letters"), 0);
+	expect_inventory_equals_database();
+	cr_expect_eq(testenv_stop(&workers[INVENTORY], SIGTERM), 0);
+}
+
+Test(workers, a_revoked_permission_is_waited_out_across_a_restart_and_nothing_is_dead_lettered)
+{
+	enum { N = 8, FIRST = 2 };
+	struct test_order orders[N];
+	char role[64], url[400];
+	env_start();
+	worker_role_new(role, url);
+	make_orders(orders, N, 800, true);
+	for (int i = 0; i < FIRST; i++)
+		orders_produce(env.producer, &orders[i]);
+	orders_flush(env.producer);
+	spawn_worker_url(INVENTORY, url, NULL, NULL);
+	cr_assert_eq(wait_value("SELECT count(*) FROM @.inbox", "inventory", FIRST), FIRST);
+
+	/* 42501 on the view table: a migration gone wrong, a privilege revoked by mistake */
+	exec_for_role("REVOKE INSERT ON inventory.stock_view FROM @", role);
+	for (int i = FIRST; i < N; i++)
+		orders_produce(env.producer, &orders[i]);
+	orders_flush(env.producer);
+	expect_stuck(&workers[INVENTORY], FIRST, "permission denied");
+
+	/* told to stop while retrying, it stops at once, without storing the event's offset */
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	cr_expect_eq(testenv_stop(&workers[INVENTORY], SIGTERM), 0, "exits 0 on SIGTERM while retrying");
+	long long took = elapsed_ms(&t0);
+	cr_expect_lt(took, 3000, "stopped within 3 s while retrying (took %lld ms)", took);
+	cr_expect_eq(testenv_count_log(&workers[INVENTORY], "left the group"), 1);
+
+	struct testenv_proc first = workers[INVENTORY];
+	spawn_worker_url(INVENTORY, url, NULL, NULL);
+	expect_stuck(&workers[INVENTORY], FIRST, "permission denied");
+
+	exec_for_role("GRANT INSERT ON inventory.stock_view TO @", role);
+	cr_assert_eq(wait_value("SELECT count(*) FROM @.inbox", "inventory", N), N,
+		     "the events the first run could not apply are applied after the grant; see %s",
+		     workers[INVENTORY].log_path);
+	cr_expect_eq(wait_log_count(&workers[INVENTORY], "stock view now", N - FIRST), N - FIRST);
+	cr_expect_eq(testenv_count_log(&workers[INVENTORY], "recovered after"), 1);
+	cr_expect_eq(testenv_count_log(&first, "stock view now"), FIRST);
+	cr_expect_eq(testenv_query_long(env.conn, "SELECT count(*) FROM inventory.dead_letters"), 0);
+	expect_inventory_equals_database();
+	cr_expect_eq(testenv_stop(&workers[INVENTORY], SIGTERM), 0);
+}
+
+Test(workers, a_statement_timeout_is_retried_until_the_lock_is_released)
+{
+	enum { N = 5, FIRST = 1 };
+	struct test_order orders[N];
+	char role[64], url[400];
+	env_start();
+	worker_role_new(role, url);
+	exec_for_role("ALTER ROLE @ SET statement_timeout = 300", role);
+	make_orders(orders, N, 900, true);
+	orders_produce(env.producer, &orders[0]);
+	orders_flush(env.producer);
+	spawn_worker_url(INVENTORY, url, NULL, NULL);
+	cr_assert_eq(wait_value("SELECT count(*) FROM @.inbox", "inventory", FIRST), FIRST);
+
+	/* a long migration holds the view table: every try runs into the timeout (57014) */
+	PGconn *locker = testenv_db_connect(env.db);
+	testenv_exec(locker, "BEGIN");
+	testenv_exec(locker, "LOCK TABLE inventory.stock_view IN ACCESS EXCLUSIVE MODE");
+	for (int i = FIRST; i < N; i++)
+		orders_produce(env.producer, &orders[i]);
+	orders_flush(env.producer);
+	expect_stuck(&workers[INVENTORY], FIRST, "statement timeout");
+
+	testenv_exec(locker, "COMMIT");
+	PQfinish(locker);
+	cr_assert_eq(wait_value("SELECT count(*) FROM @.inbox", "inventory", N), N, "see %s",
+		     workers[INVENTORY].log_path);
+	cr_expect_eq(testenv_count_log(&workers[INVENTORY], "recovered after"), 1);
+	cr_expect_eq(testenv_query_long(env.conn, "SELECT count(*) FROM inventory.dead_letters"), 0);
+	expect_inventory_equals_database();
+	cr_expect_eq(testenv_stop(&workers[INVENTORY], SIGTERM), 0);
+}
+
+Test(workers, an_unparseable_message_is_dead_lettered_and_waits_until_its_dead_letter_is_recorded)
+{
+	enum { N = 4 };
+	struct test_order orders[N];
+	char role[64], url[400], *good[N];
+	/* one key for all: one partition, in this order */
+	const char *key = "00000000-0000-4000-8000-000000000002";
+	env_start();
+	worker_role_new(role, url);
+	make_orders(orders, N, 950, true);
+	for (int i = 0; i < N; i++)
+		good[i] = orders_json(&orders[i]);
+
+	/* bad messages are dead-lettered and the worker moves on to the next; the reason
+	 * for the second quotes bytes that are not UTF-8, and is recorded all the same */
+	orders_produce_raw(env.producer, key, good[0], orders[0].event_id, "order.admitted");
+	orders_produce_raw(env.producer, key, "{ not JSON at all", "bad-1", "order.admitted");
+	orders_produce_raw(env.producer, key, good[1], "bad-utf8", "order.\xc3\x28\xff");
+	orders_produce_raw(env.producer, key, good[1], orders[1].event_id, "order.admitted");
+	orders_flush(env.producer);
+	spawn_worker_url(INVENTORY, url, NULL, NULL);
+	cr_assert_eq(wait_value("SELECT count(*) FROM @.inbox", "inventory", 2), 2);
+	cr_assert_eq(testenv_query_long(env.conn, "SELECT count(*) FROM inventory.dead_letters"), 2);
+	cr_expect_eq(testenv_count_log(&workers[INVENTORY], "recorded as dead letter"), 2);
+	cr_expect_eq(testenv_query_long(env.conn, "SELECT count(*) FROM inventory.dead_letters "
+						  "WHERE reason = 'unknown ce_type \"order.?(?\"'"),
+		     1, "the reason keeps what is text");
+
+	/* the next one cannot be recorded for now: the worker waits, it does not skip it */
+	exec_for_role("REVOKE INSERT ON inventory.dead_letters FROM @", role);
+	orders_produce_raw(env.producer, key, "{ still not JSON", "bad-2", "order.admitted");
+	orders_produce_raw(env.producer, key, good[2], orders[2].event_id, "order.admitted");
+	orders_produce_raw(env.producer, key, good[3], orders[3].event_id, "order.admitted");
+	orders_flush(env.producer);
+	cr_assert(testenv_wait_log(&workers[INVENTORY], "cannot record the dead letter yet, retrying", 20000),
+		  "see %s", workers[INVENTORY].log_path);
+	testenv_sleep_ms(2500);
+	cr_expect_eq(testenv_count_log(&workers[INVENTORY], "permission denied"), 1, "logged once");
+	cr_assert_eq(testenv_query_long(env.conn, "SELECT count(*) FROM inventory.inbox"), 2,
+		     "the events after it wait");
+	cr_expect_eq(testenv_count_log(&workers[INVENTORY], "recording it failed"), 0);
+
+	exec_for_role("GRANT INSERT ON inventory.dead_letters TO @", role);
+	cr_assert_eq(wait_value("SELECT count(*) FROM @.inbox", "inventory", N), N, "see %s",
+		     workers[INVENTORY].log_path);
+	cr_expect_eq(testenv_query_long(env.conn, "SELECT count(*) FROM inventory.dead_letters"), 3);
+	cr_expect_eq(testenv_query_long(env.conn,
+					"SELECT count(*) FROM inventory.dead_letters "
+					"WHERE value = '{ still not JSON'::bytea AND reason LIKE '%JSON%'"),
+		     1, "the raw bytes and the reason are kept");
+	cr_expect_eq(testenv_count_log(&workers[INVENTORY], "recovered after"), 1);
+	cr_expect_eq(testenv_count_log(&workers[INVENTORY], "recorded as dead letter"), 3);
+	for (int i = 0; i < N; i++)
+		free(good[i]);
+	cr_expect_eq(testenv_stop(&workers[INVENTORY], SIGTERM), 0);
 }
