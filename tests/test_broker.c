@@ -10,7 +10,7 @@ static struct testenv_proc broker;
 
 static void stop_broker(void)
 {
-	testenv_stop(&broker, SIGTERM);
+	testenv_stop_clean(&broker);
 }
 
 TestSuite(broker, .fini = stop_broker);

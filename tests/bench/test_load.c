@@ -98,7 +98,7 @@ static void start_server(void)
 
 static void stop_server(void)
 {
-	testenv_stop(&server, SIGTERM);
+	testenv_stop_clean(&server);
 	if (conn)
 		PQfinish(conn);
 	free(db);

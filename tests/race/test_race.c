@@ -29,13 +29,13 @@ static struct testenv_proc servers[2], tool, broker, relay, workers[3];
 
 static void stop_all(void)
 {
-	testenv_stop(&tool, SIGTERM);
+	testenv_stop_clean(&tool);
 	for (int i = 0; i < 2; i++)
-		testenv_stop(&servers[i], SIGTERM);
-	testenv_stop(&relay, SIGTERM);
+		testenv_stop_clean(&servers[i]);
+	testenv_stop_clean(&relay);
 	for (int i = 0; i < 3; i++)
-		testenv_stop(&workers[i], SIGTERM);
-	testenv_stop(&broker, SIGTERM);
+		testenv_stop_clean(&workers[i]);
+	testenv_stop_clean(&broker);
 }
 
 TestSuite(race, .fini = stop_all);

@@ -43,10 +43,10 @@ static void setup(void)
 
 static void teardown(void)
 {
-	testenv_stop(&relay, SIGTERM);
-	testenv_stop(&server, SIGTERM);
+	testenv_stop_clean(&relay);
+	testenv_stop_clean(&server);
 	topic_close(&topic);
-	testenv_stop(&broker, SIGTERM);
+	testenv_stop_clean(&broker);
 	PQfinish(db);
 	free(conninfo);
 }

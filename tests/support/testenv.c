@@ -148,6 +148,15 @@ int testenv_stop(struct testenv_proc *p, int sig)
 	return 128 + SIGKILL;
 }
 
+void testenv_stop_clean(struct testenv_proc *p)
+{
+	if (p->pid <= 0)
+		return;
+	int status = testenv_stop(p, SIGTERM);
+	cr_expect_eq(status, 0, "%s exited with %d on SIGTERM (23: the sanitizer reported a leak), see %s",
+		     p->name, status, p->log_path);
+}
+
 char *testenv_read_file(const char *path)
 {
 	FILE *f = fopen(path, "rb");

@@ -18,8 +18,8 @@ static struct testenv_proc broker, procs[N_PROGS];
 static void teardown(void)
 {
 	for (int i = 0; i < N_PROGS; i++)
-		testenv_stop(&procs[i], SIGKILL);
-	testenv_stop(&broker, SIGTERM);
+		testenv_stop_clean(&procs[i]);
+	testenv_stop_clean(&broker);
 }
 
 TestSuite(workers_e2e, .fini = teardown, .timeout = 120);
@@ -112,7 +112,7 @@ Test(workers_e2e, an_admitted_checkout_reaches_every_worker_through_the_relay)
 	for (int w = 2; w < 5; w++)
 		cr_expect_eq(testenv_stop(&procs[w], SIGTERM), 0, "%s exits 0 on SIGTERM", procs[w].name);
 	for (int i = 0; i < N_PROGS; i++)
-		testenv_stop(&procs[i], SIGTERM);
+		testenv_stop_clean(&procs[i]);
 	PQfinish(conn);
 	free(db);
 }

@@ -36,8 +36,8 @@ static struct env env;
 static void teardown(void)
 {
 	for (int i = 0; i < N_WORKERS; i++)
-		testenv_stop(&workers[i], SIGKILL);
-	testenv_stop(&oneshot, SIGKILL);
+		testenv_stop_clean(&workers[i]);
+	testenv_stop_clean(&oneshot);
 	smtp_sink_stop(sink);
 	sink = NULL;
 	if (env.producer)
@@ -45,7 +45,7 @@ static void teardown(void)
 	PQfinish(env.conn);
 	free(env.db);
 	memset(&env, 0, sizeof(env));
-	testenv_stop(&broker, SIGTERM);
+	testenv_stop_clean(&broker);
 }
 
 TestSuite(workers, .fini = teardown, .timeout = 180);
