@@ -264,7 +264,7 @@ static enum metrics_route route_of(const char *url)
 	if (!strcmp(url, "/v1/products"))
 		return ROUTE_PRODUCTS;
 	if ((rest = segment_after(url, "/v1/products/")) && *rest)
-		return ROUTE_PRODUCT;
+		return products_adjustments_sku(rest, NULL, 0) ? ROUTE_STOCK_ADJUSTMENTS : ROUTE_PRODUCT;
 	if ((rest = segment_after(url, "/v1/limits/")) && *rest)
 		return ROUTE_LIMIT;
 	if ((rest = segment_after(url, "/v1/orders/")) && *rest)
@@ -308,6 +308,17 @@ static enum MHD_Result dispatch(struct http_request *req)
 		if (!http_require_admin(req, &ret) || !http_require_json(req, &ret))
 			return ret;
 		return products_handle_put(req, sku);
+	}
+	case ROUTE_STOCK_ADJUSTMENTS: {
+		char sku[VALIDATE_ID_BUF];
+		if (strcmp(m, "POST"))
+			return method_not_allowed(req, "POST");
+		if (!products_adjustments_sku(segment_after(req->url, "/v1/products/"), sku, sizeof(sku)) ||
+		    !validate_identifier(sku))
+			return not_found(req);
+		if (!http_require_admin(req, &ret) || !http_require_json(req, &ret))
+			return ret;
+		return products_handle_adjust_stock(req, sku);
 	}
 	case ROUTE_LIMIT: {
 		const char *group = segment_after(req->url, "/v1/limits/");

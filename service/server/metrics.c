@@ -14,6 +14,7 @@ static const char *const route_names[ROUTE_COUNT] = {
     [ROUTE_CHECKOUT] = "/v1/checkout",
     [ROUTE_PRODUCTS] = "/v1/products",
     [ROUTE_PRODUCT] = "/v1/products/{sku}",
+    [ROUTE_STOCK_ADJUSTMENTS] = "/v1/products/{sku}/stock-adjustments",
     [ROUTE_LIMIT] = "/v1/limits/{group}",
     [ROUTE_ORDER] = "/v1/orders/{id}",
     [ROUTE_HEALTHZ] = "/healthz",

@@ -5,10 +5,23 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checkout/fields.h"
 #include "checkout/log.h"
 #include "validate.h"
 
-#define PRODUCT_COLUMNS "sku, name, price_cents, stock, limit_group"
+/* the last column, version, is the product's ETag (see etag_of) */
+#define PRODUCT_COLUMNS "sku, name, price_cents, stock, limit_group, version"
+#define PRODUCT_VERSION 5 /* its index among PRODUCT_COLUMNS */
+
+/* A stock adjustment's delta: non-zero, and no larger than the largest stock. */
+#define ADJUST_MAX_DELTA VALIDATE_MAX_STOCK
+#define ADJUST_MAX_REASON_CHARS 200
+/* Tries of a single-statement write that hit 40001/40P01 (only at a default
+ * isolation above read committed: at read committed the statement waits for
+ * a concurrent writer of the row and re-checks its condition instead). */
+#define WRITE_TRIES 3
+/* If-Match versions looked at; tags past them cannot match (a 412, never a wrong write). */
+#define IF_MATCH_MAX_TAGS 16
 
 const struct db_stmt products_stmts[] = {
     /* keyset pagination in byte order: $1 the last SKU of the page before ('' for the first), $2 the rows */
@@ -20,6 +33,32 @@ const struct db_stmt products_stmts[] = {
      "ON CONFLICT (sku) DO UPDATE SET name = EXCLUDED.name, price_cents = EXCLUDED.price_cents, "
      "  stock = EXCLUDED.stock, limit_group = EXCLUDED.limit_group, updated_at = now() "
      "RETURNING (xmax = 0), " PRODUCT_COLUMNS},
+    /*
+     * PUT with If-Match: the check and the write are one statement. At read
+     * committed an UPDATE that finds the row locked by a concurrent writer (a
+     * checkout, say) waits for it and re-evaluates the WHERE on the row as
+     * that writer left it, whose version the trigger of
+     * migrations/007_product_versions.sql has moved on: no row, a 412.
+     * $6 the versions If-Match lists (bigint[]), NULL for "*". Never creates.
+     */
+    {"products_put_if_match",
+     "UPDATE products SET name = $2, price_cents = $3, stock = $4, limit_group = $5, updated_at = now() "
+     "WHERE sku = $1 AND ($6::bigint[] IS NULL OR version = ANY ($6::bigint[])) "
+     "RETURNING false, " PRODUCT_COLUMNS},
+    /*
+     * POST .../stock-adjustments: stock = stock + delta in one statement, so
+     * the delta applies to the stock as it is when the row is written (sales
+     * made since the admin looked are kept), refused when the result would
+     * leave 0..$4; the audit row is written by the same statement.
+     * $2 delta, $3 reason, $4 the largest stock.
+     */
+    {"products_adjust_stock",
+     "WITH p AS (UPDATE products SET stock = stock + $2::integer, updated_at = now() "
+     "  WHERE sku = $1 AND stock::bigint + $2::integer BETWEEN 0 AND $4::bigint "
+     "  RETURNING " PRODUCT_COLUMNS "), "
+     "a AS (INSERT INTO stock_adjustments (sku, delta, reason, stock_after) "
+     "  SELECT sku, $2::integer, $3, stock FROM p) "
+     "SELECT * FROM p"},
     {"limits_put", "INSERT INTO limit_groups (name, per_customer) VALUES ($1, $2) "
 		   "ON CONFLICT (name) DO UPDATE SET per_customer = EXCLUDED.per_customer "
 		   "RETURNING (xmax = 0), name, per_customer"},
@@ -40,6 +79,62 @@ static enum MHD_Result internal_error(struct http_request *req, const PGresult *
 {
 	log_error("%s %s: %s", req->method, req->url, res ? PQresultErrorMessage(res) : "no result");
 	return http_reply_problem(req, 500, "internal-error", "The request failed.", NULL);
+}
+
+/*
+ * The strong ETag of the product in row r of res whose PRODUCT_COLUMNS start
+ * at column col: its version in quotes. Every UPDATE of the row moves the
+ * version on (a trigger, migrations/007_product_versions.sql), so two
+ * answers carry the same ETag only when nothing was written between them.
+ */
+static void etag_of(const PGresult *res, int r, int col, char *buf, size_t len)
+{
+	snprintf(buf, len, "\"%s\"", PQgetvalue(res, r, col + PRODUCT_VERSION));
+}
+
+/* Reply status with the product in row r of res (columns from col) and its ETag. */
+static enum MHD_Result reply_product(struct http_request *req, unsigned status, const PGresult *res, int r,
+				     int col)
+{
+	char etag[48];
+	etag_of(res, r, col, etag, sizeof(etag));
+	const char *headers[] = {"ETag", etag, NULL};
+	return http_reply_json(req, status, product_json(res, r, col), headers);
+}
+
+/*
+ * A problem whose title is given here (http.c's table of titles has the
+ * catalogue's own problems only); headers as for http_reply_problem_with.
+ */
+static enum MHD_Result reply_titled_problem(struct http_request *req, unsigned status, const char *name,
+					    const char *title, const char *detail, json_t *extra,
+					    const char *const *headers)
+{
+	json_t *problem = http_problem(status, name, detail);
+	if (problem) {
+		json_object_set_new(problem, "title", json_string(title));
+		if (extra)
+			json_object_update(problem, extra);
+	}
+	json_decref(extra);
+	return http_reply_json(req, status, problem, headers);
+}
+
+/*
+ * Run a single-statement write, again when it hit a serialization failure or
+ * a deadlock (it then did nothing). Returns as http_db_exec does.
+ */
+static PGresult *exec_write(struct http_request *req, const char *stmt, int n, const char *const *params,
+			    enum MHD_Result *ret)
+{
+	PGresult *res = NULL;
+	for (int tries = 0; tries < WRITE_TRIES; tries++) {
+		PQclear(res);
+		res = http_db_exec(req, stmt, n, params, ret);
+		if (!res || !db_is_retryable(res))
+			break;
+	}
+	return res;
 }
 
 /* The link to the page after the one ending at sku: /v1/products?limit=N&after=<sku, percent-encoded>. */
@@ -106,7 +201,93 @@ enum MHD_Result products_handle_get(struct http_request *req, const char *sku)
 	else if (PQntuples(res) == 0)
 		ret = http_reply_problem(req, 404, "not-found", "No product has this SKU.", NULL);
 	else
-		ret = http_reply_json(req, 200, product_json(res, 0, 0), NULL);
+		ret = reply_product(req, 200, res, 0, 0);
+	PQclear(res);
+	return ret;
+}
+
+/* What an If-Match header asks for. */
+enum if_match {
+	IF_MATCH_ABSENT,  /* no header: an unconditional write */
+	IF_MATCH_ANY,	  /* "*": the product must exist */
+	IF_MATCH_LIST,	  /* one of the listed versions must be current */
+	IF_MATCH_INVALID, /* not "*" nor a list of entity tags */
+};
+
+/*
+ * Parse an If-Match value (RFC 9110 section 13.1.1; NULL when absent). For a
+ * list, versions gets a PostgreSQL array literal of the versions it names,
+ * e.g. "{7,9}": weak tags never match (If-Match compares strongly) and tags
+ * that are not one of our ETags cannot be current, so both are left out, and
+ * "{}" matches nothing.
+ */
+static enum if_match parse_if_match(const char *h, char *versions, size_t len)
+{
+	size_t w = (size_t)snprintf(versions, len, "{");
+	int tags = 0;
+	if (!h)
+		return IF_MATCH_ABSENT;
+	const char *c = h + strspn(h, " \t");
+	if (*c == '*' && c[1 + strspn(c + 1, " \t")] == '\0')
+		return IF_MATCH_ANY;
+	for (;;) {
+		c += strspn(c, " \t,");
+		if (!*c)
+			break;
+		bool weak = !strncmp(c, "W/", 2);
+		if (weak)
+			c += 2;
+		if (*c != '"')
+			return IF_MATCH_INVALID;
+		const char *open = ++c;
+		/* etagc: visible ASCII but '"', and obs-text */
+		while (*c && *c != '"' && ((unsigned char)*c >= 0x80 || ((unsigned char)*c > 0x20 && *c != 0x7f)))
+			c++;
+		if (*c != '"')
+			return IF_MATCH_INVALID;
+		size_t n = (size_t)(c - open);
+		c++;
+		if (*c && *c != ',' && *c != ' ' && *c != '\t')
+			return IF_MATCH_INVALID;
+		/* ours are 1 to 18 digits: nothing else can match, and no digit string overflows a bigint */
+		if (weak || n == 0 || n > 18 || strspn(open, "0123456789") < n || tags == IF_MATCH_MAX_TAGS ||
+		    w + n + 3 > len)
+			continue;
+		w += (size_t)snprintf(versions + w, len - w, "%s%.*s", tags ? "," : "", (int)n, open);
+		tags++;
+	}
+	snprintf(versions + w, len - w, "}");
+	return IF_MATCH_LIST;
+}
+
+/*
+ * The 412 of a conditional PUT that did not match, with the current ETag
+ * when the product exists (read afresh, after the failed write, so it is the
+ * one to retry with).
+ */
+static enum MHD_Result reply_precondition_failed(struct http_request *req, const char *sku)
+{
+	enum MHD_Result ret = MHD_NO;
+	const char *params[] = {sku};
+	PGresult *res = http_db_exec(req, "products_get", 1, params, &ret);
+	if (!res)
+		return ret;
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		ret = internal_error(req, res);
+	} else if (PQntuples(res) == 0) {
+		ret = reply_titled_problem(req, 412, "precondition-failed", "The precondition failed",
+					   "No product has this SKU, so If-Match cannot match; a PUT without "
+					   "If-Match creates it.",
+					   NULL, NULL);
+	} else {
+		char etag[48];
+		etag_of(res, 0, 0, etag, sizeof(etag));
+		const char *headers[] = {"ETag", etag, NULL};
+		ret = reply_titled_problem(req, 412, "precondition-failed", "The precondition failed",
+					   "The product changed since the If-Match ETag was read (a sale, say): "
+					   "read it again (its ETag is in this answer) and decide anew.",
+					   json_pack("{s:s}", "etag", etag), headers);
+	}
 	PQclear(res);
 	return ret;
 }
@@ -116,20 +297,31 @@ enum MHD_Result products_handle_put(struct http_request *req, const char *sku)
 	struct product_input in;
 	json_t *errors = NULL;
 	enum MHD_Result ret = MHD_NO;
-	char price[32], stock[32];
+	char price[32], stock[32], versions[IF_MATCH_MAX_TAGS * 20 + 3];
 
 	if (!validate_product(sku, req->body, req->body_len, &in, &errors))
 		return http_reply_invalid(req, errors);
+	enum if_match cond = parse_if_match(http_header(req, "If-Match"), versions, sizeof(versions));
+	if (cond == IF_MATCH_INVALID) {
+		errors = json_pack("[{s:s, s:s}]", "field", "If-Match", "message",
+				   "must be * or a comma-separated list of entity tags such as \"7\"");
+		return http_reply_invalid(req, errors);
+	}
 	snprintf(price, sizeof(price), "%lld", in.price_cents);
 	snprintf(stock, sizeof(stock), "%lld", in.stock);
-	const char *params[] = {sku, in.name, price, stock, in.has_limit_group ? in.limit_group : NULL};
-	PGresult *res = http_db_exec(req, "products_put", 5, params, &ret);
+	const char *params[] = {sku, in.name, price, stock, in.has_limit_group ? in.limit_group : NULL,
+				cond == IF_MATCH_LIST ? versions : NULL};
+	PGresult *res = cond == IF_MATCH_ABSENT ? http_db_exec(req, "products_put", 5, params, &ret)
+						: exec_write(req, "products_put_if_match", 6, params, &ret);
 	if (!res)
 		return ret;
 	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
 		bool created = !strcmp(PQgetvalue(res, 0, 0), "t");
-		ret = http_reply_json(req, created ? 201 : 200, product_json(res, 0, 1), NULL);
-		log_info("product %s %s", sku, created ? "created" : "replaced");
+		ret = reply_product(req, created ? 201 : 200, res, 0, 1);
+		log_info("product %s %s%s", sku, created ? "created" : "replaced",
+			 cond == IF_MATCH_ABSENT ? "" : " (If-Match)");
+	} else if (PQresultStatus(res) == PGRES_TUPLES_OK) {
+		ret = reply_precondition_failed(req, sku);
 	} else if (!strcmp(db_sqlstate(res), "23503")) {
 		ret = http_reply_problem(req, 422, "unknown-limit-group",
 					 "Create the limit group first with PUT /v1/limits/{group}.",
@@ -167,5 +359,140 @@ enum MHD_Result products_handle_put_limit(struct http_request *req, const char *
 		ret = internal_error(req, res);
 	}
 	PQclear(res);
+	return ret;
+}
+
+bool products_adjustments_sku(const char *rest, char *sku, size_t len)
+{
+	size_t n = rest ? strlen(rest) : 0, suffix = strlen(PRODUCTS_ADJUSTMENTS_SUFFIX);
+	if (n <= suffix || strcmp(rest + n - suffix, PRODUCTS_ADJUSTMENTS_SUFFIX))
+		return false;
+	if (!sku)
+		return true;
+	if (n - suffix >= len)
+		return false;
+	memcpy(sku, rest, n - suffix);
+	sku[n - suffix] = '\0';
+	return true;
+}
+
+/* A POST .../stock-adjustments body. */
+struct adjustment {
+	long long delta;
+	const char *reason; /* in the parsed body: valid as long as it */
+};
+
+static void add_error(json_t *errors, const char *field, const char *message)
+{
+	json_array_append_new(errors, json_pack("{s:s, s:s}", "field", field, "message", message));
+}
+
+/*
+ * Parse the body into *out. Returns the parsed JSON (the caller decrefs it;
+ * out->reason points into it) when valid; otherwise NULL and *errors is a
+ * new array naming each field that is wrong.
+ */
+static json_t *parse_adjustment(const char *body, size_t len, struct adjustment *out, json_t **errors)
+{
+	char msg[128];
+	json_error_t jerr;
+	json_t *errs = json_array();
+	/* a NUL is let in to be refused as a control character of the field that has it */
+	json_t *root = json_loadb(body ? body : "", len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
+
+	*errors = NULL;
+	if (!errs) {
+		json_decref(root);
+		return NULL;
+	}
+	if (!json_is_object(root)) {
+		/* jansson's own text may quote the offending bytes (not UTF-8, say): only where */
+		snprintf(msg, sizeof(msg), "malformed JSON at line %d column %d", jerr.line, jerr.column);
+		add_error(errs, "", root ? "the body must be a JSON object" : msg);
+		goto out;
+	}
+	json_t *delta = json_object_get(root, "delta");
+	snprintf(msg, sizeof(msg), "must be a non-zero integer between %lld and %lld", -ADJUST_MAX_DELTA,
+		 ADJUST_MAX_DELTA);
+	if (!delta)
+		add_error(errs, "delta", "is required");
+	else if (!json_is_integer(delta) || json_integer_value(delta) == 0 ||
+		 json_integer_value(delta) < -ADJUST_MAX_DELTA || json_integer_value(delta) > ADJUST_MAX_DELTA)
+		add_error(errs, "delta", msg);
+	else
+		out->delta = json_integer_value(delta);
+	json_t *reason = json_object_get(root, "reason");
+	snprintf(msg, sizeof(msg), "must be a string of 1 to %d characters, none of them a control character",
+		 ADJUST_MAX_REASON_CHARS);
+	if (!reason)
+		add_error(errs, "reason", "is required");
+	else if (!json_is_string(reason) ||
+		 !fields_text_ok(json_string_value(reason), json_string_length(reason), 1, ADJUST_MAX_REASON_CHARS))
+		add_error(errs, "reason", msg);
+	else
+		out->reason = json_string_value(reason);
+out:
+	if (json_array_size(errs) || !json_is_object(root)) {
+		json_decref(root);
+		*errors = errs;
+		return NULL;
+	}
+	json_decref(errs);
+	return root;
+}
+
+enum MHD_Result products_handle_adjust_stock(struct http_request *req, const char *sku)
+{
+	struct adjustment adj = {0};
+	json_t *errors = NULL;
+	enum MHD_Result ret = MHD_NO;
+	PGresult *res = NULL, *now = NULL;
+	char delta[32], max[32];
+
+	json_t *body = parse_adjustment(req->body, req->body_len, &adj, &errors);
+	if (!body)
+		return http_reply_invalid(req, errors);
+	snprintf(delta, sizeof(delta), "%lld", adj.delta);
+	snprintf(max, sizeof(max), "%lld", VALIDATE_MAX_STOCK);
+	const char *params[] = {sku, delta, adj.reason, max};
+	res = exec_write(req, "products_adjust_stock", 4, params, &ret);
+	if (!res)
+		goto out;
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		ret = internal_error(req, res);
+		goto out;
+	}
+	if (PQntuples(res) == 1) {
+		ret = reply_product(req, 200, res, 0, 0);
+		log_info("product %s stock adjusted by %+lld to %s", sku, adj.delta, PQgetvalue(res, 0, 3));
+		goto out;
+	}
+	/* nothing written: no such product, or the stock would leave 0..max; say which, as it is now */
+	now = http_db_exec(req, "products_get", 1, params, &ret);
+	if (!now)
+		goto out;
+	if (PQresultStatus(now) != PGRES_TUPLES_OK) {
+		ret = internal_error(req, now);
+	} else if (PQntuples(now) == 0) {
+		ret = http_reply_problem(req, 404, "not-found", "No product has this SKU.", NULL);
+	} else {
+		char max_detail[96];
+		snprintf(max_detail, sizeof(max_detail), "The stock would exceed %lld; nothing changed.",
+			 VALIDATE_MAX_STOCK);
+		long long stock = strtoll(PQgetvalue(now, 0, 3), NULL, 10);
+		json_t *extra = json_pack("{s:s, s:I, s:I}", "sku", sku, "stock", (json_int_t)stock, "delta",
+					  (json_int_t)adj.delta);
+		if (adj.delta < 0)
+			ret = reply_titled_problem(req, 409, "insufficient-stock", "Not enough stock to remove",
+						   "The stock is smaller than the units to remove; nothing changed.",
+						   extra, NULL);
+		else
+			ret = reply_titled_problem(req, 409, "stock-out-of-range", "The stock would be too large",
+						   max_detail, extra, NULL);
+	}
+out:
+	PQclear(now);
+	PQclear(res);
+	json_decref(body);
 	return ret;
 }

@@ -1,4 +1,9 @@
-/* products.h - the catalog: GET/PUT /v1/products, PUT /v1/limits/{group}. */
+/* products.h - the catalog: GET/PUT /v1/products, POST
+ * /v1/products/{sku}/stock-adjustments, PUT /v1/limits/{group}.
+ *
+ * A product's ETag is its version, which every write of the row moves on,
+ * a checkout's included (migrations/007_product_versions.sql): an admin
+ * write that names the ETag it read cannot undo a sale made since. */
 #ifndef CHECKOUT_SERVER_PRODUCTS_H
 #define CHECKOUT_SERVER_PRODUCTS_H
 
@@ -14,11 +19,39 @@ extern const struct db_stmt products_stmts[];
  */
 enum MHD_Result products_handle_list(struct http_request *req);
 
-/* GET /v1/products/{sku}: 200 with the product, or 404. */
+/* GET /v1/products/{sku}: 200 with the product and its ETag, or 404. */
 enum MHD_Result products_handle_get(struct http_request *req, const char *sku);
 
-/* PUT /v1/products/{sku} (admin already checked): 201 created or 200 replaced. */
+/*
+ * PUT /v1/products/{sku} (admin already checked): 201 created or 200
+ * replaced, with the new ETag. With If-Match ("*" or a list of ETags) it only
+ * replaces, and only while one of them is current, checked and written in
+ * one statement; otherwise 412 precondition-failed with the current ETag
+ * (none when the product does not exist). Without If-Match it is a blind
+ * overwrite (kept for compatibility); 400 naming If-Match when it is not
+ * "*" or a list of entity tags.
+ */
 enum MHD_Result products_handle_put(struct http_request *req, const char *sku);
+
+/* The path segment after a product's path that names its stock adjustments. */
+#define PRODUCTS_ADJUSTMENTS_SUFFIX "/stock-adjustments"
+
+/*
+ * True if rest (the path after "/v1/products/") is "<sku>/stock-adjustments"
+ * with a non-empty sku; then copies sku into sku[len] when sku is not NULL,
+ * and returns false when it does not fit.
+ */
+bool products_adjustments_sku(const char *rest, char *sku, size_t len);
+
+/*
+ * POST /v1/products/{sku}/stock-adjustments (admin and JSON already
+ * checked), body {"delta": non-zero integer, "reason": 1..200 characters}:
+ * stock = stock + delta in one statement, recorded in stock_adjustments.
+ * 200 with the product and its new ETag; 400 naming the field; 404 unknown
+ * SKU; 409 insufficient-stock (delta < 0 and larger than the stock) or
+ * stock-out-of-range (beyond VALIDATE_MAX_STOCK), nothing written.
+ */
+enum MHD_Result products_handle_adjust_stock(struct http_request *req, const char *sku);
 
 /* PUT /v1/limits/{group} (admin already checked): 201 created or 200 replaced. */
 enum MHD_Result products_handle_put_limit(struct http_request *req, const char *group);
