@@ -241,7 +241,8 @@ static enum if_match parse_if_match(const char *h, char *versions, size_t len)
 			return IF_MATCH_INVALID;
 		const char *open = ++c;
 		/* etagc: visible ASCII but '"', and obs-text */
-		while (*c && *c != '"' && ((unsigned char)*c >= 0x80 || ((unsigned char)*c > 0x20 && *c != 0x7f)))
+		while (*c && *c != '"' &&
+		       ((unsigned char)*c >= 0x80 || ((unsigned char)*c > 0x20 && *c != 0x7f)))
 			c++;
 		if (*c != '"')
 			return IF_MATCH_INVALID;
@@ -283,10 +284,11 @@ static enum MHD_Result reply_precondition_failed(struct http_request *req, const
 		char etag[48];
 		etag_of(res, 0, 0, etag, sizeof(etag));
 		const char *headers[] = {"ETag", etag, NULL};
-		ret = reply_titled_problem(req, 412, "precondition-failed", "The precondition failed",
-					   "The product changed since the If-Match ETag was read (a sale, say): "
-					   "read it again (its ETag is in this answer) and decide anew.",
-					   json_pack("{s:s}", "etag", etag), headers);
+		ret = reply_titled_problem(
+		    req, 412, "precondition-failed", "The precondition failed",
+		    "The product changed since the If-Match ETag was read (a sale, say): "
+		    "read it again (its ETag is in this answer) and decide anew.",
+		    json_pack("{s:s}", "etag", etag), headers);
 	}
 	PQclear(res);
 	return ret;
@@ -309,8 +311,8 @@ enum MHD_Result products_handle_put(struct http_request *req, const char *sku)
 	}
 	snprintf(price, sizeof(price), "%lld", in.price_cents);
 	snprintf(stock, sizeof(stock), "%lld", in.stock);
-	const char *params[] = {sku, in.name, price, stock, in.has_limit_group ? in.limit_group : NULL,
-				cond == IF_MATCH_LIST ? versions : NULL};
+	const char *group = in.has_limit_group ? in.limit_group : NULL;
+	const char *params[] = {sku, in.name, price, stock, group, cond == IF_MATCH_LIST ? versions : NULL};
 	PGresult *res = cond == IF_MATCH_ABSENT ? http_db_exec(req, "products_put", 5, params, &ret)
 						: exec_write(req, "products_put_if_match", 6, params, &ret);
 	if (!res)
@@ -417,7 +419,8 @@ static json_t *parse_adjustment(const char *body, size_t len, struct adjustment 
 	if (!delta)
 		add_error(errs, "delta", "is required");
 	else if (!json_is_integer(delta) || json_integer_value(delta) == 0 ||
-		 json_integer_value(delta) < -ADJUST_MAX_DELTA || json_integer_value(delta) > ADJUST_MAX_DELTA)
+		 json_integer_value(delta) < -ADJUST_MAX_DELTA ||
+		 json_integer_value(delta) > ADJUST_MAX_DELTA)
 		add_error(errs, "delta", msg);
 	else
 		out->delta = json_integer_value(delta);
@@ -427,7 +430,8 @@ static json_t *parse_adjustment(const char *body, size_t len, struct adjustment 
 	if (!reason)
 		add_error(errs, "reason", "is required");
 	else if (!json_is_string(reason) ||
-		 !fields_text_ok(json_string_value(reason), json_string_length(reason), 1, ADJUST_MAX_REASON_CHARS))
+		 !fields_text_ok(json_string_value(reason), json_string_length(reason), 1,
+				 ADJUST_MAX_REASON_CHARS))
 		add_error(errs, "reason", msg);
 	else
 		out->reason = json_string_value(reason);
@@ -483,12 +487,12 @@ enum MHD_Result products_handle_adjust_stock(struct http_request *req, const cha
 		json_t *extra = json_pack("{s:s, s:I, s:I}", "sku", sku, "stock", (json_int_t)stock, "delta",
 					  (json_int_t)adj.delta);
 		if (adj.delta < 0)
-			ret = reply_titled_problem(req, 409, "insufficient-stock", "Not enough stock to remove",
-						   "The stock is smaller than the units to remove; nothing changed.",
-						   extra, NULL);
+			ret = reply_titled_problem(
+			    req, 409, "insufficient-stock", "Not enough stock to remove",
+			    "The stock is smaller than the units to remove; nothing changed.", extra, NULL);
 		else
-			ret = reply_titled_problem(req, 409, "stock-out-of-range", "The stock would be too large",
-						   max_detail, extra, NULL);
+			ret = reply_titled_problem(req, 409, "stock-out-of-range",
+						   "The stock would be too large", max_detail, extra, NULL);
 	}
 out:
 	PQclear(now);

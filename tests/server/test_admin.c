@@ -90,8 +90,8 @@ static void buy(struct serverenv *s, const char *sku, int quantity)
 	char body[256];
 	struct http_response r;
 	snprintf(body, sizeof(body),
-		 "{\"customer_id\":\"c\",\"email\":\"c@b.c\",\"items\":[{\"sku\":\"%s\",\"quantity\":%d}]}", sku,
-		 quantity);
+		 "{\"customer_id\":\"c\",\"email\":\"c@b.c\",\"items\":[{\"sku\":\"%s\",\"quantity\":%d}]}",
+		 sku, quantity);
 	serverenv_call(s, "POST", "/v1/checkout", NULL, body, &r);
 	cr_assert_eq(r.status, 201, "%s", r.body);
 	http_response_free(&r);
@@ -309,9 +309,10 @@ Test(admin, stock_adjustments_add_and_subtract_in_one_statement_and_are_recorded
 
 	cr_expect_eq(testenv_query_long(s.conn, "SELECT count(*) FROM stock_adjustments WHERE sku = 'apple'"),
 		     2);
-	cr_expect_eq(testenv_query_long(s.conn, "SELECT count(*) FROM stock_adjustments WHERE sku = 'apple' "
-						"AND delta = 25 AND reason = 'delivery 4711' AND stock_after = 35 "
-						"AND created_at <= now()"),
+	cr_expect_eq(testenv_query_long(s.conn,
+					"SELECT count(*) FROM stock_adjustments WHERE sku = 'apple' "
+					"AND delta = 25 AND reason = 'delivery 4711' AND stock_after = 35 "
+					"AND created_at <= now()"),
 		     1);
 	cr_expect_eq(testenv_query_long(s.conn, "SELECT count(*) FROM stock_adjustments WHERE sku = 'apple' "
 						"AND delta = -6 AND reason = 'damaged in the shop' "
@@ -389,8 +390,8 @@ Test(admin, invalid_adjustments_are_400_naming_the_field)
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		adjust(&s, "apple", cases[i].body, &r);
 		expect_problem(&r, 400, "invalid-request");
-		cr_expect(names_field(&r, cases[i].field), "case %zu: no error for '%s' in %s", i, cases[i].field,
-			  r.body);
+		cr_expect(names_field(&r, cases[i].field), "case %zu: no error for '%s' in %s", i,
+			  cases[i].field, r.body);
 		http_response_free(&r);
 	}
 	/* both wrong: both named */
@@ -416,13 +417,13 @@ Test(admin, invalid_adjustments_are_400_naming_the_field)
 
 	/* the admin token, a JSON body and POST are required */
 	const char *none[] = {"Content-Type: application/json", NULL};
-	serverenv_call(&s, "POST", "/v1/products/apple/stock-adjustments", none, "{\"delta\":1,\"reason\":\"r\"}",
-		       &r);
+	serverenv_call(&s, "POST", "/v1/products/apple/stock-adjustments", none,
+		       "{\"delta\":1,\"reason\":\"r\"}", &r);
 	expect_problem(&r, 401, "unauthorized");
 	http_response_free(&r);
 	const char *text[] = {AUTH, "Content-Type: text/plain", NULL};
-	serverenv_call(&s, "POST", "/v1/products/apple/stock-adjustments", text, "{\"delta\":1,\"reason\":\"r\"}",
-		       &r);
+	serverenv_call(&s, "POST", "/v1/products/apple/stock-adjustments", text,
+		       "{\"delta\":1,\"reason\":\"r\"}", &r);
 	expect_problem(&r, 415, "unsupported-media-type");
 	http_response_free(&r);
 	serverenv_call(&s, "GET", "/v1/products/apple/stock-adjustments", NULL, NULL, &r);
@@ -504,8 +505,9 @@ Test(admin, concurrent_checkouts_and_adjustments_lose_no_update)
 	cr_expect_eq(adjusted, RACE_THREADS * RACE_ROUNDS, "every +1 adjustment must succeed");
 	long sold = testenv_query_long(s.conn, "SELECT coalesce(sum(quantity), 0) FROM order_lines");
 	cr_expect_eq(sold, bought, "201 answers and order lines differ");
-	cr_expect_eq(stock_of(&s, "apple"), initial + adjusted - sold, "initial %ld + %d adjusted - %ld sold != %ld",
-		     initial, adjusted, sold, stock_of(&s, "apple"));
+	cr_expect_eq(stock_of(&s, "apple"), initial + adjusted - sold,
+		     "initial %ld + %d adjusted - %ld sold != %ld", initial, adjusted, sold,
+		     stock_of(&s, "apple"));
 	cr_expect_eq(testenv_query_long(s.conn, "SELECT coalesce(sum(delta), 0) FROM stock_adjustments"),
 		     adjusted);
 	cr_expect_gt(bought, 0);
