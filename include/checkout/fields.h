@@ -38,7 +38,7 @@
 #define FIELDS_MAX_LIMIT_GROUP_CHARS 64
 
 /* Bytes that hold any string of n characters and its NUL. */
-#define FIELDS_BUF(n) ((n) * 4 + 1)
+#define FIELDS_BUF(n) ((n)*4 + 1)
 
 /* What is wrong with a string, if anything. */
 enum fields_problem {

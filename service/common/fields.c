@@ -12,7 +12,10 @@ struct fields_rule {
 	const char *length_phrase;
 };
 
-#define FIELDS_RULE(min, max) {(min), (max), "must be " FIELDS_XSTR(min) " to " FIELDS_XSTR(max) " characters"}
+#define FIELDS_RULE(min, max)                                                                                \
+	{                                                                                                    \
+		(min), (max), "must be " FIELDS_XSTR(min) " to " FIELDS_XSTR(max) " characters"              \
+	}
 
 static const struct fields_rule sku_rule = FIELDS_RULE(1, FIELDS_MAX_SKU_CHARS);
 static const struct fields_rule customer_id_rule = FIELDS_RULE(1, FIELDS_MAX_CUSTOMER_ID_CHARS);

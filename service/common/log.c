@@ -72,7 +72,9 @@ static void log_escape(char *dst, size_t dstlen, const char *src, bool controls)
 			n = 1;
 			plen = hex_escape(piece, s[i]);
 		} else if (controls && (fields_is_control(cp) || cp == '\\')) {
-			char named = cp == '\n' ? 'n' : cp == '\r' ? 'r' : cp == '\t' ? 't' : cp == '\\' ? '\\' : 0;
+			char named = cp == '\n' ? 'n' : cp == '\r' ? 'r' : cp == '\t' ? 't' : 0;
+			if (cp == '\\')
+				named = '\\';
 			if (named) {
 				piece[plen++] = '\\';
 				piece[plen++] = named;
@@ -135,8 +137,8 @@ void log_msg(enum log_level level, const char *ctx, const char *fmt, ...)
 			level_text[level], log_program, ctx && *ctx ? "\033[36m" : "", ctx && *ctx ? ctx : "",
 			ctx && *ctx ? "\033[0m " : "", msg);
 	} else {
-		fprintf(stderr, "%s %s %-9s %s%s%s\n", stamp, level_text[level], log_program, ctx && *ctx ? ctx : "",
-			ctx && *ctx ? " " : "", msg);
+		fprintf(stderr, "%s %s %-9s %s%s%s\n", stamp, level_text[level], log_program,
+			ctx && *ctx ? ctx : "", ctx && *ctx ? " " : "", msg);
 	}
 	fflush(stderr);
 	pthread_mutex_unlock(&log_lock);

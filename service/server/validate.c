@@ -206,8 +206,8 @@ bool validate_product(const char *sku, const char *body, size_t len, struct prod
 	json_t *group = json_object_get(root, "limit_group");
 	if (group && !json_is_null(group))
 		out->has_limit_group =
-		    get_string(root, "limit_group", "limit_group", fields_limit_group_problem, out->limit_group,
-			       sizeof(out->limit_group), errs);
+		    get_string(root, "limit_group", "limit_group", fields_limit_group_problem,
+			       out->limit_group, sizeof(out->limit_group), errs);
 out:
 	json_decref(root);
 	if (json_array_size(errs) || !root) {
@@ -268,7 +268,8 @@ bool validate_product_page(const char *limit, const char *after, struct product_
 		if (validate_identifier(after))
 			snprintf(out->after, sizeof(out->after), "%s", after);
 		else
-			add_error(errs, "after", "must be a SKU: 1 to 64 characters of UTF-8, no control characters");
+			add_error(errs, "after",
+				  "must be a SKU: 1 to 64 characters of UTF-8, no control characters");
 	}
 	if (json_array_size(errs) || !errs) {
 		*errors = errs;

@@ -22,7 +22,8 @@ static void check_cart(const struct checkout_request *cart)
 	if (cart->n_items < 1 || cart->n_items > VALIDATE_MAX_ITEMS)
 		abort();
 	for (size_t i = 0; i < cart->n_items; i++) {
-		if (!fields_sku_ok(cart->items[i].sku, strlen(cart->items[i].sku)) || cart->items[i].quantity < 1 ||
+		if (!fields_sku_ok(cart->items[i].sku, strlen(cart->items[i].sku)) ||
+		    cart->items[i].quantity < 1 ||
 		    cart->items[i].quantity > VALIDATE_MAX_ITEMS * VALIDATE_MAX_QUANTITY)
 			abort();
 		if (i > 0 && strcmp(cart->items[i - 1].sku, cart->items[i].sku) >= 0)

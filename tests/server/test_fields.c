@@ -60,14 +60,16 @@ static char *admitted_payload(const struct checkout_request *cart)
 	json_t *items = json_array();
 	long long total = 0;
 	for (size_t i = 0; items && i < cart->n_items; i++) {
-		json_array_append_new(items, json_pack("{s:s, s:i, s:I}", "sku", cart->items[i].sku, "quantity",
-						       cart->items[i].quantity, "unit_price_cents",
-						       (json_int_t)VALIDATE_MAX_PRICE_CENTS));
+		json_array_append_new(items,
+				      json_pack("{s:s, s:i, s:I}", "sku", cart->items[i].sku, "quantity",
+						cart->items[i].quantity, "unit_price_cents",
+						(json_int_t)VALIDATE_MAX_PRICE_CENTS));
 		total += VALIDATE_MAX_PRICE_CENTS * cart->items[i].quantity;
 	}
-	json_t *obj = json_pack("{s:s, s:s, s:s, s:s, s:O, s:I, s:s}", "order_id", ORDER_ID, "status", "admitted",
-				"customer_id", cart->customer_id, "email", cart->email, "items", items,
-				"total_cents", (json_int_t)total, "created_at", "2026-12-02T04:19:26.410123Z");
+	json_t *obj =
+	    json_pack("{s:s, s:s, s:s, s:s, s:O, s:I, s:s}", "order_id", ORDER_ID, "status", "admitted",
+		      "customer_id", cart->customer_id, "email", cart->email, "items", items, "total_cents",
+		      (json_int_t)total, "created_at", "2026-12-02T04:19:26.410123Z");
 	json_decref(items);
 	cr_assert(obj, "the payload cannot be built");
 	json_object_del(obj, "status");
@@ -210,14 +212,17 @@ Test(fields, the_api_admits_only_what_the_workers_accept_at_every_edge)
 	    {"customer_id of 65 characters", cart_body(t_e65, "\"a@b\"", "\"x\""), "customer_id"},
 	    {"email of 254 characters (504 bytes)", cart_body("\"c\"", email254, "\"x\""), NULL},
 	    {"email of 255 characters", cart_body("\"c\"", email255, "\"x\""), "email"},
-	    {"quotes and backslashes", cart_body("\"a\\\"b\\\\c\"", "\"o'neil@b.c\"", "\"x\\\"y\\\\z\""), NULL},
-	    {"spaces, slash, ampersand, percent", cart_body("\"ann smith\"", "\"a@b\"", "\"a b/c&d%20\""), NULL},
-	    {"line and paragraph separators, BOM", cart_body("\"a\\u2028b\\u2029\"", "\"a@b\"", "\"\\ufeffx\""),
+	    {"quotes and backslashes", cart_body("\"a\\\"b\\\\c\"", "\"o'neil@b.c\"", "\"x\\\"y\\\\z\""),
 	     NULL},
+	    {"spaces, slash, ampersand, percent", cart_body("\"ann smith\"", "\"a@b\"", "\"a b/c&d%20\""),
+	     NULL},
+	    {"line and paragraph separators, BOM",
+	     cart_body("\"a\\u2028b\\u2029\"", "\"a@b\"", "\"\\ufeffx\""), NULL},
 	    {"private use and the replacement character", cart_body("\"\\ue000\"", "\"a@b\"", "\"\\ufffd\""),
 	     NULL},
 	    /* control characters: C0, DEL, C1, wherever a client may put them */
-	    {"customer_id with a newline", cart_body("\"eve\\nINFO fake\"", "\"a@b\"", "\"x\""), "customer_id"},
+	    {"customer_id with a newline", cart_body("\"eve\\nINFO fake\"", "\"a@b\"", "\"x\""),
+	     "customer_id"},
 	    {"customer_id with CR LF", cart_body("\"eve\\r\\nx\"", "\"a@b\"", "\"x\""), "customer_id"},
 	    {"customer_id with ESC [31m", cart_body("\"\\u001b[31mred\"", "\"a@b\"", "\"x\""), "customer_id"},
 	    {"customer_id with a tab", cart_body("\"a\\tb\"", "\"a@b\"", "\"x\""), "customer_id"},
@@ -235,16 +240,18 @@ Test(fields, the_api_admits_only_what_the_workers_accept_at_every_edge)
 	};
 	char fields[512];
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		bool admitted = check_body(cases[i].what, cases[i].body, strlen(cases[i].body), fields, sizeof(fields));
+		bool admitted =
+		    check_body(cases[i].what, cases[i].body, strlen(cases[i].body), fields, sizeof(fields));
 		if (!cases[i].field)
 			cr_expect(admitted, "%s: refused (%s), but it is valid", cases[i].what, fields);
 		else
-			cr_expect(!admitted && !strcmp(fields, cases[i].field), "%s: expected 400 naming %s, got %s",
-				  cases[i].what, cases[i].field, admitted ? "admitted" : fields);
+			cr_expect(!admitted && !strcmp(fields, cases[i].field),
+				  "%s: expected 400 naming %s, got %s", cases[i].what, cases[i].field,
+				  admitted ? "admitted" : fields);
 		free(cases[i].body);
 	}
-	char *owned[] = {e40, e64, e65, smile64, han64, a64, u250, u251, t_e40, t_e64, t_e65, t_smile, t_han,
-			 t_a64, email254, email255};
+	char *owned[] = {e40,	e64,   e65,   smile64, han64, a64,   u250,     u251,
+			 t_e40, t_e64, t_e65, t_smile, t_han, t_a64, email254, email255};
 	for (size_t i = 0; i < sizeof(owned) / sizeof(owned[0]); i++)
 		free(owned[i]);
 }
@@ -295,7 +302,9 @@ Test(fields, products_and_limit_groups_follow_the_same_rules)
 	cr_expect(!validate_identifier("a\nb"));
 	cr_expect(!validate_identifier("a\x7f"));
 	cr_expect(!validate_identifier("a\xc2\x85"), "C1 NEL");
-	cr_expect(!validate_identifier("a\xc2\x9b" "31m"), "C1 CSI");
+	cr_expect(!validate_identifier("a\xc2\x9b"
+				       "31m"),
+		  "C1 CSI");
 	cr_expect(!validate_identifier("\xff"), "not UTF-8");
 
 	const struct {
@@ -321,9 +330,11 @@ Test(fields, products_and_limit_groups_follow_the_same_rules)
 		json_decref(errors);
 		errors = NULL;
 	}
-	const char *good = "{\"name\":\"Kiwi \\\"gold\\\" \xc3\xa9\xe4\xb8\xad\",\"price_cents\":1,\"stock\":1,"
-			   "\"limit_group\":\"fr\xc3\xbc\x69t\"}";
-	cr_expect(validate_product(e64, good, strlen(good), &in, &errors), "a name with quotes and non-ASCII");
+	const char *good =
+	    "{\"name\":\"Kiwi \\\"gold\\\" \xc3\xa9\xe4\xb8\xad\",\"price_cents\":1,\"stock\":1,"
+	    "\"limit_group\":\"fr\xc3\xbc\x69t\"}";
+	cr_expect(validate_product(e64, good, strlen(good), &in, &errors),
+		  "a name with quotes and non-ASCII");
 	json_decref(errors);
 	free(e64);
 	free(e65);
@@ -340,8 +351,9 @@ static void expect_outbox_parses(struct serverenv *s)
 	cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s", PQerrorMessage(s->conn));
 	for (int r = 0; r < PQntuples(res); r++) {
 		char err[256] = "";
-		cr_expect(consumers_accept(PQgetvalue(res, r, 0), (size_t)PQgetlength(res, r, 0), err, sizeof(err)),
-			  "outbox row %d is poison (%s): %s", r, err, PQgetvalue(res, r, 0));
+		cr_expect(
+		    consumers_accept(PQgetvalue(res, r, 0), (size_t)PQgetlength(res, r, 0), err, sizeof(err)),
+		    "outbox row %d is poison (%s): %s", r, err, PQgetvalue(res, r, 0));
 	}
 	PQclear(res);
 }
@@ -358,13 +370,14 @@ Test(fields, the_api_refuses_what_a_worker_would_dead_letter_and_admits_the_rest
 	int w = snprintf(path, sizeof(path), "/v1/products/");
 	for (int i = 0; i < 40; i++)
 		w += snprintf(path + w, sizeof(path) - (size_t)w, "%%C3%%A9");
-	serverenv_call(&s, "PUT", path, admin, "{\"name\":\"\xc3\xa9t\xc3\xa9\",\"price_cents\":100,\"stock\":5}",
-		       &r);
+	serverenv_call(&s, "PUT", path, admin,
+		       "{\"name\":\"\xc3\xa9t\xc3\xa9\",\"price_cents\":100,\"stock\":5}", &r);
 	cr_expect_eq(r.status, 201, "%s", r.body);
 	http_response_free(&r);
 	char *e40 = repeat("é", 40);
 	snprintf(body, sizeof(body),
-		 "{\"customer_id\":\"eve\",\"email\":\"eve@example.com\",\"items\":[{\"sku\":\"%s\",\"quantity\":1}]}",
+		 "{\"customer_id\":\"eve\",\"email\":\"eve@example.com\",\"items\":[{\"sku\":\"%s\","
+		 "\"quantity\":1}]}",
 		 e40);
 	serverenv_call(&s, "POST", "/v1/checkout", NULL, body, &r);
 	cr_expect_eq(r.status, 201, "%s", r.body);
@@ -378,21 +391,21 @@ Test(fields, the_api_refuses_what_a_worker_would_dead_letter_and_admits_the_rest
 	serverenv_call(&s, "POST", "/v1/checkout", NULL, body, &r);
 	cr_expect_eq(r.status, 400, "%s", r.body);
 	cr_expect(r.json && json_is_array(json_object_get(r.json, "errors")), "%s", r.body);
-	const char *field =
-	    r.json ? json_string_value(json_object_get(json_array_get(json_object_get(r.json, "errors"), 0), "field"))
-		   : NULL;
+	const char *field = r.json ? json_string_value(json_object_get(
+					 json_array_get(json_object_get(r.json, "errors"), 0), "field"))
+				   : NULL;
 	cr_expect(field && !strcmp(field, "customer_id"), "%s", r.body);
 	http_response_free(&r);
 	cr_expect_eq(testenv_query_long(s.conn, "SELECT count(*) FROM orders"), 1);
 	cr_expect_eq(testenv_query_long(s.conn, "SELECT stock FROM products"), 4);
 
 	/* products with a control character in the SKU or the name cannot be created */
-	serverenv_call(&s, "PUT", "/v1/products/a%C2%85b", admin, "{\"name\":\"A\",\"price_cents\":1,\"stock\":1}",
-		       &r);
+	serverenv_call(&s, "PUT", "/v1/products/a%C2%85b", admin,
+		       "{\"name\":\"A\",\"price_cents\":1,\"stock\":1}", &r);
 	cr_expect(r.status == 400 || r.status == 404, "a SKU with C1 NEL: %ld %s", r.status, r.body);
 	http_response_free(&r);
-	serverenv_call(&s, "PUT", "/v1/products/a%0Ab", admin, "{\"name\":\"A\",\"price_cents\":1,\"stock\":1}",
-		       &r);
+	serverenv_call(&s, "PUT", "/v1/products/a%0Ab", admin,
+		       "{\"name\":\"A\",\"price_cents\":1,\"stock\":1}", &r);
 	cr_expect(r.status == 400 || r.status == 404, "a SKU with a newline: %ld %s", r.status, r.body);
 	http_response_free(&r);
 	serverenv_call(&s, "PUT", "/v1/products/kiwi", admin,
@@ -440,7 +453,8 @@ static int count_char(const char *s, char c)
 Test(log, a_client_string_cannot_forge_a_line_or_reach_the_terminal_as_escapes)
 {
 	const char *forged = "eve\n2026-12-02T04:19:26.410Z INFO  server fake \x1b[31mred\x1b[0m \\n \r\t\x7f"
-			     "\xc2\x9b" "2J \xff end";
+			     "\xc2\x9b"
+			     "2J \xff end";
 	char *out = log_capture(LOG_FORMAT_TEXT, "order=\nab\x1b", forged);
 	size_t len = strlen(out);
 	cr_assert(len > 0 && out[len - 1] == '\n', "not one whole line: %s", out);
@@ -449,9 +463,11 @@ Test(log, a_client_string_cannot_forge_a_line_or_reach_the_terminal_as_escapes)
 	cr_expect(!strchr(out, '\r') && !strchr(out, '\x7f'), "raw CR or DEL: %s", out);
 	cr_expect(!strstr(out, "\xc2\x9b"), "a raw C1 CSI: %s", out);
 	cr_expect(!strchr(out, '\xff'), "a byte that is not UTF-8: %s", out);
-	cr_expect(strstr(out, "eve\\n2026-12-02T04:19:26.410Z INFO  server fake \\x1b[31mred\\x1b[0m \\\\n \\r\\t\\x7f"
-			      "\\xc2\\x9b2J \\xff end"),
-		  "escaped as \\n, \\x1b, \\\\: %s", out);
+	cr_expect(
+	    strstr(out,
+		   "eve\\n2026-12-02T04:19:26.410Z INFO  server fake \\x1b[31mred\\x1b[0m \\\\n \\r\\t\\x7f"
+		   "\\xc2\\x9b2J \\xff end"),
+	    "escaped as \\n, \\x1b, \\\\: %s", out);
 	cr_expect(strstr(out, "order=\\nab\\x1b customer"), "the context is escaped too: %s", out);
 	free(out);
 
@@ -484,7 +500,8 @@ Test(log, json_lines_stay_one_valid_json_object_whatever_the_client_sent)
 	line = json_loads(out, 0, &jerr);
 	cr_expect(line, "no JSON line for a message that is not UTF-8 (%s): '%s'", jerr.text, out);
 	cr_expect(line && strstr(json_string_value(json_object_get(line, "msg")), "bad "), "%s", out);
-	cr_expect(line && json_string_value(json_object_get(line, "context")), "the context is kept: %s", out);
+	cr_expect(line && json_string_value(json_object_get(line, "context")), "the context is kept: %s",
+		  out);
 	json_decref(line);
 	free(out);
 }
