@@ -96,6 +96,10 @@ static void start_server(void)
 	cr_assert(testenv_wait_port(port, 15000), "the server did not start");
 }
 
+/* Criterion ignores assertions in a suite's .fini: what each test leaves running
+ * is stopped, and its exit status checked, at the end of the test itself
+ * (testenv_stop_clean: a leak the sanitizer reports at exit fails the test).
+ * The .fini stops whatever a test that failed early left behind. */
 static void stop_server(void)
 {
 	testenv_stop_clean(&server);
@@ -171,6 +175,7 @@ Test(load, five_second_closed_loop_run_gets_only_201s_and_every_one_is_an_order)
 		     1, "multi-item carts had one line each");
 	json_decref(j);
 	remove(json_path);
+	testenv_stop_clean(&server);
 }
 
 Test(load, open_loop_sends_exactly_the_scheduled_requests)
@@ -193,6 +198,7 @@ Test(load, open_loop_sends_exactly_the_scheduled_requests)
 		     80);
 	json_decref(j);
 	remove(json_path);
+	testenv_stop_clean(&server);
 }
 
 Test(load, counts_refusals_as_transport_errors_and_fails_when_nothing_answers)
@@ -208,4 +214,5 @@ Test(load, counts_refusals_as_transport_errors_and_fails_when_nothing_answers)
 		testenv_sleep_ms(50);
 	cr_expect_eq(status, 1, "checkout-load should fail when no request got an answer");
 	cr_expect_gt(testenv_count_log(&p, "transport-error"), 0, "the refusals were not reported");
+	testenv_stop_clean(&server);
 }
