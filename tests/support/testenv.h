@@ -43,11 +43,13 @@ void testenv_spawn(struct testenv_proc *p, const char *program, const char *cons
  * 128 + signal number. SIGKILLs it if it does not exit. Safe on a stopped proc. */
 int testenv_stop(struct testenv_proc *p, int sig);
 
-/* The final stop of every teardown: SIGTERM a program the test left running
+/* The final stop of every program a test started: SIGTERM it if it still runs
  * and expect exit status 0 (a failed expectation, not an abort, so the rest of
- * the teardown runs). In the sanitizer build a leak reported at exit makes the
- * status 23, so this is where leaks fail a test. Does nothing on a proc that
- * was never started or has already been stopped or reaped. */
+ * the cleanup runs). In the sanitizer build a leak reported at exit makes the
+ * status 23, so this is where leaks fail a test. Call it at the end of the test
+ * itself: Criterion prints assertions made in a suite's .fini but does not fail
+ * the test for them (the .fini should still call it, for a test that failed
+ * early). Does nothing on a proc never started, already stopped or reaped. */
 void testenv_stop_clean(struct testenv_proc *p);
 
 /* True if the process has exited (reaps it). */
