@@ -350,7 +350,7 @@ enum timed_kind { TIMED_SLEEP, TIMED_FD, TIMED_QUEUE, TIMED_KINDS };
 struct timed {
 	enum timed_kind kind;
 	int timeout_ms;
-	int fd;		      /* TIMED_FD: a pipe nobody writes to */
+	int fd;		       /* TIMED_FD: a pipe nobody writes to */
 	struct fiber_queue *q; /* TIMED_QUEUE: a queue nobody wakes */
 	int *next;
 	int rank;   /* 1 for the first to wake, ... */
@@ -411,8 +411,12 @@ Test(fiber, many_timed_waits_end_in_deadline_order)
 	/* timeouts in a scrambled order (7 and 36 are coprime), the kinds interleaved */
 	for (int i = 0; i < N; i++) {
 		int slot = (i * 7) % N;
-		t[i] = (struct timed){(enum timed_kind)(i % TIMED_KINDS), STEP_MS * (slot + 1), pipes[i][0],
-				      &timed_q, &next, 0, -1};
+		t[i] = (struct timed){.kind = (enum timed_kind)(i % TIMED_KINDS),
+				      .timeout_ms = STEP_MS * (slot + 1),
+				      .fd = pipes[i][0],
+				      .q = &timed_q,
+				      .next = &next,
+				      .result = -1};
 	}
 	/* long waits that leave the timer heap early, from its middle, while the others wait */
 	for (int i = 0; i < EARLY; i++)

@@ -257,10 +257,12 @@ Test(relay, a_relay_killed_before_marking_republishes_with_the_same_ce_id)
 				continue;
 			copies++;
 			cr_expect_str_eq(topic.msgs[m].ce_id ? topic.msgs[m].ce_id : "", event_id,
-					 "order %d: every copy carries the outbox row's event id as ce_id", i);
+					 "order %d: every copy carries the outbox row's event id as ce_id",
+					 i);
 		}
-		cr_expect_eq(copies, 2, "order %d: once from the killed relay, once from the restarted one (%d)",
-			     i, copies);
+		cr_expect_eq(copies, 2,
+			     "order %d: once from the killed relay, once from the restarted one (%d)", i,
+			     copies);
 		free(event_id);
 		free(ids[i]);
 	}

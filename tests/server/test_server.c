@@ -886,8 +886,8 @@ static void pg_cluster_find(PGconn *conn, struct pg_cluster *c)
 	cr_assert(pg_cluster_find_pg_ctl(major, c->pg_ctl, sizeof(c->pg_ctl)),
 		  "no pg_ctl in /usr/lib/postgresql/*/bin to stop PostgreSQL %d", major);
 	struct stat st;
-	cr_assert_eq(stat(c->data_dir, &st), 0, "the data directory %s is not on this machine: %s", c->data_dir,
-		     strerror(errno));
+	cr_assert_eq(stat(c->data_dir, &st), 0, "the data directory %s is not on this machine: %s",
+		     c->data_dir, strerror(errno));
 	c->uid = st.st_uid;
 	c->gid = st.st_gid;
 	mkdir(CHECKOUT_TEST_TMP, 0755);
@@ -1007,8 +1007,8 @@ Test(server, database_restart_gives_503_during_and_201_after)
 	s.conn = NULL;
 
 	/* no way around it: a test that cannot stop the database has not shown anything */
-	cr_assert(pg_cluster_stop(&pg), "cannot stop PostgreSQL with %s -D %s; see %s", pg.pg_ctl, pg.data_dir,
-		  pg.log_path);
+	cr_assert(pg_cluster_stop(&pg), "cannot stop PostgreSQL with %s -D %s; see %s", pg.pg_ctl,
+		  pg.data_dir, pg.log_path);
 	cr_assert_eq(PQping(s.db), PQPING_NO_RESPONSE, "PostgreSQL is down");
 	double t0 = 0;
 	struct timespec ts;
