@@ -54,6 +54,8 @@ struct config {
 	int http_max_connections;
 	int http_max_connections_per_ip;
 	int http_idle_timeout_seconds;
+	int http_head_timeout_seconds;
+	int request_timeout_ms;
 
 	/* relay */
 	int relay_batch;

@@ -51,6 +51,11 @@ bool db_is_retryable(const PGresult *res);
  * up to the end (NULL), keeping the last, or the first error, like PQexec.
  * db_exec and db_exec_prepared: PQexec and PQexecPrepared. All return NULL
  * on a broken connection or when out of memory.
+ *
+ * When the calling fiber's deadline (fiber_set_deadline_ms) passes while it
+ * waits for the server, the connection is shut down: the call returns as on
+ * a lost connection (PQstatus CONNECTION_BAD), and the backend, seeing its
+ * client gone, cancels what it was running within a second.
  */
 PGresult *db_result(PGconn *conn);
 PGresult *db_finish(PGconn *conn);
@@ -71,22 +76,27 @@ struct db_pool;
 
 /*
  * Create a pool of at most size connections to url, each preparing stmts (see
- * db_connect). Connections are opened lazily, so this does not fail when the
- * database is down. Returns NULL only when out of memory.
+ * db_connect) and starting its session with options ("-c name=value ...",
+ * e.g. statement and lock timeouts; may be NULL). Connections are opened
+ * lazily, so this does not fail when the database is down. Returns NULL only
+ * when out of memory.
  */
-struct db_pool *db_pool_create(const char *url, int size, const struct db_stmt *const *stmts)
+struct db_pool *db_pool_create(const char *url, int size, const struct db_stmt *const *stmts,
+			       const char *options)
     __attribute__((warn_unused_result));
 
 /*
- * Take a connection, waiting up to wait_ms for one to be free (first come,
- * first served; outside a fiber it does not wait). A broken connection is
+ * Take a connection, waiting up to wait_ms (and no later than the fiber's
+ * deadline) for one to be free. First come, first served: a connection
+ * given back goes straight to the fiber that has waited longest, never to a
+ * newcomer. Outside a fiber it does not wait. A broken connection is
  * reopened first. Returns NULL when none is free in time or the database
  * cannot be reached (err says which).
  */
 PGconn *db_pool_acquire(struct db_pool *pool, int wait_ms, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 
-/* Give a connection back. If it is broken or mid-transaction it is closed. */
+/* Give a connection back (to the first waiter, if any). If it is broken or mid-transaction it is closed. Accepts NULL. */
 void db_pool_release(struct db_pool *pool, PGconn *conn);
 
 /* Number of acquires that had to wait for a free connection, since start. */

@@ -54,6 +54,22 @@ bool fiber_current(void);
  */
 int fiber_wait_fd(int fd, short events, int timeout_ms);
 
+/*
+ * Give the running fiber a deadline timeout_ms from now (-1: none): from
+ * then on each of its waits (fiber_wait_fd, fiber_sleep_ms,
+ * fiber_queue_wait) ends by the deadline at the latest, as if its own
+ * timeout had passed, and a wait begun after it returns at once. A request
+ * sets one so that no wait of it, on the database or on another request,
+ * is unbounded. Does nothing outside a fiber.
+ */
+void fiber_set_deadline_ms(int timeout_ms);
+
+/* Milliseconds left before the running fiber's deadline: 0 once passed, INT_MAX when it has none. */
+int fiber_deadline_left_ms(void);
+
+/* True when the running fiber has a deadline and it has passed. */
+bool fiber_deadline_passed(void);
+
 /* Sleep; in a fiber only the fiber sleeps. */
 void fiber_sleep_ms(unsigned ms);
 

@@ -46,11 +46,13 @@ void hotqueue_hold_init(struct hotqueue_hold *hold);
 void hotqueue_hold_add(struct hotqueue_hold *hold, const char *sku);
 
 /*
- * Wait for and take every stripe of hold, in ascending order. With q NULL
- * (queue switched off) it does nothing. Call it from a fiber; pair each
- * acquire with hotqueue_release on the same hold.
+ * Wait for and take every stripe of hold, in ascending order. Returns true
+ * when all are taken (pair it with hotqueue_release on the same hold), or
+ * false when the fiber's deadline (fiber_set_deadline_ms) passed first:
+ * then nothing is held. With q NULL (queue switched off) it returns true
+ * at once. Call it from a fiber.
  */
-void hotqueue_acquire(struct hotqueue *q, struct hotqueue_hold *hold);
+bool hotqueue_acquire(struct hotqueue *q, struct hotqueue_hold *hold) __attribute__((warn_unused_result));
 
 /* Give back the stripes of hold. Safe when nothing is held, and to call twice. */
 void hotqueue_release(struct hotqueue *q, struct hotqueue_hold *hold);

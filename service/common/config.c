@@ -67,6 +67,14 @@ static const struct option options[] = {
 	 F(http_max_connections_per_ip), 1, 65536, NULL, "HTTP connections open at once from one client address"},
 	{"http-idle-timeout-seconds", "HTTP_IDLE_TIMEOUT_SECONDS", OPT_INT, "30", CONFIG_SERVER,
 	 F(http_idle_timeout_seconds), 1, 3600, NULL, "an HTTP connection idle this long is closed"},
+	{"http-head-timeout-seconds", "HTTP_HEAD_TIMEOUT_SECONDS", OPT_INT, "10", CONFIG_SERVER,
+	 F(http_head_timeout_seconds), 1, 3600, NULL,
+	 "a request head must arrive whole within this long (of the connection opening or the previous answer), "
+	 "however fast its bytes come; else the connection is closed"},
+	{"request-timeout-ms", "REQUEST_TIMEOUT_MS", OPT_INT, "5000", CONFIG_SERVER, F(request_timeout_ms), 100,
+	 600000, NULL,
+	 "every request answers within this long: each wait (pool, hot-SKU turn, database) ends by then, "
+	 "and a database that has not answered gets 503"},
 	{"batch-size", "RELAY_BATCH", OPT_INT, "5000", CONFIG_RELAY, F(relay_batch), 1, 100000, NULL,
 	 "outbox rows claimed per round trip"},
 	{"poll-ms", "RELAY_POLL_MS", OPT_INT, "100", CONFIG_RELAY, F(relay_poll_ms), 1, 60000, NULL,

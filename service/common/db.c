@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "checkout/fiber.h"
@@ -41,21 +42,32 @@ static bool connect_finish(PGconn *conn)
 	}
 }
 
-PGconn *db_connect(const char *url, const struct db_stmt *const *stmts, char *err, size_t errlen)
-{
-	const char *keys[] = {"dbname", "connect_timeout", "application_name", NULL};
-	const char *vals[] = {url && *url ? url : NULL, DB_CONNECT_TIMEOUT, "checkout", NULL};
-	PGconn *conn = NULL;
+/*
+ * Connection keywords every program uses. TCP keepalives and
+ * tcp_user_timeout let the kernel notice a peer that vanished (a failed
+ * over or unplugged host) in about 15 s instead of the kernel's two hours;
+ * client_connection_check_interval makes a backend whose client went away
+ * (for example a request that gave up at its deadline, db_result) stop its
+ * statement within a second instead of running it to the end, commit
+ * included.
+ */
+#define DB_SESSION_OPTIONS "-c client_connection_check_interval=1000"
 
-	/* expand_dbname=1: dbname may be a whole connection string; later keys are defaults */
-	if (!vals[0]) {
-		keys[0] = "connect_timeout";
-		vals[0] = DB_CONNECT_TIMEOUT;
-		keys[1] = "application_name";
-		vals[1] = "checkout";
-		keys[2] = NULL;
-	}
-	conn = PQconnectStartParams(keys, vals, 1);
+static PGconn *connect_with(const char *url, const char *options, const struct db_stmt *const *stmts,
+			    char *err, size_t errlen)
+{
+	char all_options[512];
+	snprintf(all_options, sizeof(all_options), "%s%s%s", DB_SESSION_OPTIONS, options ? " " : "",
+		 options ? options : "");
+	/* expand_dbname=1: dbname may be a whole connection string; the keys after it are defaults */
+	const char *keys[] = {"dbname",		   "connect_timeout",	 "application_name", "keepalives",
+			      "keepalives_idle",   "keepalives_interval", "keepalives_count", "tcp_user_timeout",
+			      "options",	   NULL};
+	const char *vals[] = {url && *url ? url : "", DB_CONNECT_TIMEOUT, "checkout", "1", "5", "2", "3",
+			      "15000",		      all_options,	  NULL};
+	/* an empty dbname would not expand: start at connect_timeout, libpq takes PG* variables */
+	int first = url && *url ? 0 : 1;
+	PGconn *conn = PQconnectStartParams(keys + first, vals + first, 1);
 	if (!conn) {
 		set_err(err, errlen, "", "out of memory");
 		return NULL;
@@ -90,10 +102,35 @@ fail:
 	return NULL;
 }
 
+PGconn *db_connect(const char *url, const struct db_stmt *const *stmts, char *err, size_t errlen)
+{
+	return connect_with(url, NULL, stmts, err, errlen);
+}
+
+/*
+ * The calling fiber's deadline passed while it waited for the server: shut
+ * the socket down, so that libpq sees the connection end (CONNECTION_BAD:
+ * every caller already handles a lost connection, and the pool closes it)
+ * and the backend sees its client leave (client_connection_check_interval),
+ * cancelling what it runs. A transaction whose COMMIT was not yet read
+ * therefore rolls back; one whose COMMIT was already sent may still commit,
+ * which callers report as an unknown outcome.
+ */
+static void abandon(PGconn *conn)
+{
+	log_debug("database did not answer before the deadline; closing the connection");
+	shutdown(PQsocket(conn), SHUT_RDWR);
+	(void)PQconsumeInput(conn);
+}
+
 PGresult *db_result(PGconn *conn)
 {
 	while (PQisBusy(conn)) {
 		int r = fiber_wait_fd(PQsocket(conn), POLLIN, -1);
+		if (r == 0) { /* only a fiber's deadline ends a wait without limit */
+			abandon(conn);
+			break;
+		}
 		/* on an error PQconsumeInput notices the broken connection and PQgetResult says so */
 		if (r < 0 || !PQconsumeInput(conn))
 			break;
@@ -173,26 +210,37 @@ bool db_command(PGconn *conn, const char *sql, char *err, size_t errlen)
 	return ok;
 }
 
+/* A fiber waiting for a connection, on its own stack, in the pool's FIFO. */
+struct pool_waiter {
+	struct pool_waiter *next;
+	struct fiber_queue wake; /* only this fiber parks here */
+	PGconn *conn;		 /* handed over by db_pool_release */
+	bool slot;		 /* handed the right to open a connection instead */
+};
+
 struct db_pool {
 	char *url;
+	char *options; /* per-session settings ("-c name=value ..."), or NULL */
 	const struct db_stmt *const *stmts;
 	int size;
 	int opened; /* connections that exist, idle or taken, or being opened */
 	int n_idle;
 	PGconn **idle;
-	struct fiber_queue freed; /* fibers waiting for a connection */
+	struct pool_waiter *head, *tail; /* fibers waiting, first come first served */
 	unsigned long waits;
 };
 
-struct db_pool *db_pool_create(const char *url, int size, const struct db_stmt *const *stmts)
+struct db_pool *db_pool_create(const char *url, int size, const struct db_stmt *const *stmts, const char *options)
 {
 	struct db_pool *pool = calloc(1, sizeof(*pool));
 	if (!pool)
 		return NULL;
 	pool->url = strdup(url ? url : "");
+	pool->options = options ? strdup(options) : NULL;
 	pool->idle = calloc((size_t)size, sizeof(PGconn *));
-	if (!pool->url || !pool->idle) {
+	if (!pool->url || !pool->idle || (options && !pool->options)) {
 		free(pool->url);
+		free(pool->options);
 		free(pool->idle);
 		free(pool);
 		return NULL;
@@ -202,34 +250,71 @@ struct db_pool *db_pool_create(const char *url, int size, const struct db_stmt *
 	return pool;
 }
 
-static double now_ms(void)
+static void waiter_unlink(struct db_pool *pool, struct pool_waiter *w)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+	struct pool_waiter **p = &pool->head, *prev = NULL;
+	while (*p && *p != w) {
+		prev = *p;
+		p = &(*p)->next;
+	}
+	if (!*p)
+		return;
+	*p = w->next;
+	if (pool->tail == w)
+		pool->tail = prev;
+}
+
+/*
+ * Hand conn (or, when conn is NULL, the right to open one) to the first
+ * waiter still waiting. Returns false when nobody waits.
+ */
+static bool hand_over(struct db_pool *pool, PGconn *conn)
+{
+	while (pool->head) {
+		struct pool_waiter *w = pool->head;
+		pool->head = w->next;
+		if (!pool->head)
+			pool->tail = NULL;
+		w->next = NULL;
+		w->conn = conn;
+		w->slot = !conn;
+		if (fiber_queue_wake_one(&w->wake))
+			return true;
+		/* its wait just timed out (it runs next and finds itself unlinked): try the next one */
+		w->conn = NULL;
+		w->slot = false;
+	}
+	return false;
 }
 
 PGconn *db_pool_acquire(struct db_pool *pool, int wait_ms, char *err, size_t errlen)
 {
 	PGconn *conn = NULL;
 
-	/* first come, first served: a newcomer queues behind fibers already waiting */
-	bool counted = false;
-	double deadline = now_ms() + wait_ms;
-	while ((!counted && pool->freed.head) || (pool->n_idle == 0 && pool->opened >= pool->size)) {
-		if (!counted)
-			pool->waits++;
-		counted = true;
-		int left = (int)(deadline - now_ms());
-		if (!fiber_current() || left <= 0 || !fiber_queue_wait(&pool->freed, left)) {
+	if (pool->n_idle > 0 && !pool->head) {
+		conn = pool->idle[--pool->n_idle];
+	} else if (pool->opened < pool->size && !pool->head) {
+		pool->opened++;
+	} else {
+		/* wait in line: a connection given back goes straight to the first waiter */
+		struct pool_waiter w = {0};
+		pool->waits++;
+		if (!fiber_current() || wait_ms <= 0) {
 			set_err(err, errlen, "", "no database connection free in time");
 			return NULL;
 		}
+		if (pool->tail)
+			pool->tail->next = &w;
+		else
+			pool->head = &w;
+		pool->tail = &w;
+		if (!fiber_queue_wait(&w.wake, wait_ms)) {
+			waiter_unlink(pool, &w);
+			set_err(err, errlen, "", "no database connection free in time");
+			return NULL;
+		}
+		conn = w.conn; /* or NULL with w.slot: open a new one in the slot handed over */
 	}
-	if (pool->n_idle > 0)
-		conn = pool->idle[--pool->n_idle];
-	else
-		pool->opened++;
 
 	/* an idle connection may have died with a database restart */
 	if (conn && PQstatus(conn) != CONNECTION_OK) {
@@ -237,11 +322,9 @@ PGconn *db_pool_acquire(struct db_pool *pool, int wait_ms, char *err, size_t err
 		conn = NULL;
 	}
 	if (!conn) {
-		conn = db_connect(pool->url, pool->stmts, err, errlen);
-		if (!conn) {
+		conn = connect_with(pool->url, pool->options, pool->stmts, err, errlen);
+		if (!conn && !hand_over(pool, NULL))
 			pool->opened--;
-			fiber_queue_wake_one(&pool->freed);
-		}
 	}
 	return conn;
 }
@@ -254,11 +337,12 @@ void db_pool_release(struct db_pool *pool, PGconn *conn)
 		PQfinish(conn);
 		conn = NULL;
 	}
+	if (hand_over(pool, conn))
+		return;
 	if (conn)
 		pool->idle[pool->n_idle++] = conn;
 	else
 		pool->opened--;
-	fiber_queue_wake_one(&pool->freed);
 }
 
 unsigned long db_pool_waits(struct db_pool *pool)
@@ -274,5 +358,6 @@ void db_pool_destroy(struct db_pool *pool)
 		PQfinish(pool->idle[i]);
 	free(pool->idle);
 	free(pool->url);
+	free(pool->options);
 	free(pool);
 }

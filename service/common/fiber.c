@@ -14,6 +14,7 @@
 #include "checkout/fiber.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -141,6 +142,7 @@ struct fiber {
 	int64_t deadline;	   /* monotonic ns of its timer; 0 when none */
 	int timer_slot;		   /* index in the timer heap; -1 when none */
 	int revents;		   /* what fiber_wait_fd saw */
+	int64_t limit;		   /* monotonic ns by which every wait ends (fiber_set_deadline_ms); 0: none */
 	bool woken;		   /* handed the turn by fiber_queue_wake_one */
 	bool done;
 };
@@ -548,6 +550,36 @@ bool fiber_current(void)
 
 /* ---- waiting ---------------------------------------------------------- */
 
+void fiber_set_deadline_ms(int timeout_ms)
+{
+	if (running)
+		running->limit = timeout_ms < 0 ? 0 : now_ns() + (int64_t)timeout_ms * 1000000;
+}
+
+int fiber_deadline_left_ms(void)
+{
+	if (!running || !running->limit)
+		return INT_MAX;
+	int64_t left = running->limit - now_ns();
+	if (left <= 0)
+		return 0;
+	return left / 1000000 >= INT_MAX ? INT_MAX : (int)((left + 999999) / 1000000);
+}
+
+bool fiber_deadline_passed(void)
+{
+	return fiber_deadline_left_ms() == 0;
+}
+
+/* timeout_ms (-1: none) shortened to the running fiber's deadline. */
+static int clamp_to_deadline(int timeout_ms)
+{
+	int left = fiber_deadline_left_ms();
+	if (left == INT_MAX)
+		return timeout_ms;
+	return timeout_ms < 0 || timeout_ms > left ? left : timeout_ms;
+}
+
 int fiber_wait_fd(int fd, short events, int timeout_ms)
 {
 	if (!running) {
@@ -560,6 +592,9 @@ int fiber_wait_fd(int fd, short events, int timeout_ms)
 	struct fiber_loop *l = this_loop;
 	struct fiber *f = running;
 	struct epoll_event ev = {.events = EPOLLONESHOT, .data.ptr = f};
+	timeout_ms = clamp_to_deadline(timeout_ms);
+	if (timeout_ms == 0)
+		return 0;
 	if (events & POLLIN)
 		ev.events |= EPOLLIN;
 	if (events & POLLOUT)
@@ -596,7 +631,10 @@ void fiber_sleep_ms(unsigned ms)
 			;
 		return;
 	}
-	if (!timer_add(this_loop, running, (int)ms)) {
+	int limited = clamp_to_deadline(ms > INT_MAX ? INT_MAX : (int)ms);
+	if (limited == 0 && ms > 0) /* the deadline has passed: no sleep (a sleep of 0 still yields) */
+		return;
+	if (!timer_add(this_loop, running, limited)) {
 		/* out of memory for the timer: yield once instead of sleeping */
 		make_runnable(this_loop, running);
 	}
@@ -607,6 +645,9 @@ bool fiber_queue_wait(struct fiber_queue *q, int timeout_ms)
 {
 	struct fiber_loop *l = this_loop;
 	struct fiber *f = running;
+	timeout_ms = clamp_to_deadline(timeout_ms);
+	if (timeout_ms == 0)
+		return false;
 	f->woken = false;
 	f->queue = q;
 	f->next = NULL;

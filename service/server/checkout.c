@@ -7,6 +7,16 @@
  *   2. decide in C;
  *   3. write the new stock levels (in SKU order), the order, its lines, the
  *      outbox row for order.admitted (and the idempotent answer), commit.
+ * With an Idempotency-Key the transaction's first write claims the key and
+ * its last stores the answer (idempotency.h): one key, at most one order.
+ *
+ * Every wait ends by the request's deadline (REQUEST_TIMEOUT_MS, set by
+ * http.c): the hot-SKU turn, the pool, each round trip. A database that
+ * does not answer in time has its connection shut down (db.h), so a
+ * transaction whose COMMIT was not sent rolls back; one whose COMMIT was
+ * sent and not confirmed has an unknown outcome, which a retry with the
+ * same Idempotency-Key resolves (the server does it itself while time is
+ * left, and tells the client otherwise: 503 outcome-unknown).
  * The read-then-write is plain application logic on purpose: the isolation
  * level is what makes it correct. Round trips: one pipeline for BEGIN and the
  * reads, one for all the writes and COMMIT.
@@ -66,9 +76,11 @@ const struct db_stmt checkout_stmts[] = {
 enum tx_status {
 	TX_OK,	       /* committed (admitted, or a rejection decided) */
 	TX_RETRY,      /* 40001/40P01: run the whole transaction again */
-	TX_LOST_EARLY, /* the connection died before any write was sent: safe to retry */
-	TX_LOST,       /* the connection died during the writes: outcome unknown */
+	TX_LOST_EARLY, /* the connection died before COMMIT of an order was sent: nothing was bought */
+	TX_LOST,       /* the connection died after COMMIT of an order was sent: outcome unknown */
 	TX_FAILED,     /* any other error */
+	TX_KEY_BUSY,   /* another transaction holds the Idempotency-Key (lock_timeout passed) */
+	TX_KEY_TAKEN,  /* the Idempotency-Key already has an answer: rolled back, look it up */
 };
 
 /* What the read found for one cart line. */
@@ -132,13 +144,19 @@ static void set_err(char *err, size_t errlen, const char *msg)
 /*
  * Sync the pipeline and read the results of its n queries. Tuple results go
  * into keep[i] when keep is not NULL (caller clears them). Leaves pipeline
- * mode, and rolls back a transaction left open by an error.
+ * mode, and rolls back a transaction left open by an error. On an SQL error
+ * *failed is the index of the query that failed (else -1) and sqlstate its
+ * SQLSTATE. A lost connection is TX_LOST when committed is true (COMMIT of
+ * an order was among the queries), else TX_LOST_EARLY.
  */
-static enum tx_status pipe_finish(PGconn *conn, int n, PGresult **keep, bool writes, char *err, size_t errlen)
+static enum tx_status pipe_finish(PGconn *conn, int n, PGresult **keep, bool committed, int *failed,
+				  char sqlstate[6], char *err, size_t errlen)
 {
 	enum tx_status status = TX_OK;
 	int query = 0;
 
+	*failed = -1;
+	sqlstate[0] = '\0';
 	if (PQpipelineSync(conn) != 1) {
 		set_err(err, errlen, PQerrorMessage(conn));
 		status = TX_LOST;
@@ -161,7 +179,12 @@ static enum tx_status pipe_finish(PGconn *conn, int n, PGresult **keep, bool wri
 			break;
 		}
 		if (st == PGRES_FATAL_ERROR && status == TX_OK) {
-			status = db_is_retryable(res) ? TX_RETRY : TX_FAILED;
+			*failed = query;
+			snprintf(sqlstate, 6, "%s", db_sqlstate(res));
+			/* a lock or statement timeout is contention too: try again while the deadline allows */
+			status = db_is_retryable(res) || !strcmp(sqlstate, "55P03") || !strcmp(sqlstate, "57014")
+					 ? TX_RETRY
+					 : TX_FAILED;
 			set_err(err, errlen, PQresultErrorMessage(res));
 		}
 		if (st == PGRES_TUPLES_OK && keep && query < n && !keep[query])
@@ -171,9 +194,9 @@ static enum tx_status pipe_finish(PGconn *conn, int n, PGresult **keep, bool wri
 	}
 out:
 	if (status == TX_LOST || PQstatus(conn) == CONNECTION_BAD)
-		return writes ? TX_LOST : TX_LOST_EARLY;
+		return committed ? TX_LOST : TX_LOST_EARLY;
 	if (PQexitPipelineMode(conn) != 1)
-		return writes ? TX_LOST : TX_LOST_EARLY;
+		return committed ? TX_LOST : TX_LOST_EARLY;
 	if (status != TX_OK && PQtransactionStatus(conn) != PQTRANS_IDLE)
 		PQclear(db_exec(conn, "ROLLBACK"));
 	return status;
@@ -325,15 +348,17 @@ static bool build_admitted(const struct checkout_request *cart, const struct lin
 
 /* One attempt of the whole transaction on conn. */
 static enum tx_status checkout_attempt(struct server *srv, PGconn *conn, const struct checkout_request *cart,
-				       const char *idempotency_key, struct checkout_result *result, char *err,
-				       size_t errlen)
+				       const char *key, const char *canonical, struct checkout_result *result,
+				       char *err, size_t errlen)
 {
 	enum tx_status status = TX_FAILED;
-	PGresult *reads[4] = {NULL};
+	PGresult *reads[5] = {NULL};
 	struct line_state *lines = NULL;
 	char *skus = NULL, *body = NULL, *payload = NULL;
-	char begin[64];
-	int sent = 0;
+	char begin[64], sqlstate[6];
+	int sent = 0, failed = -1;
+	/* the pipeline's queries: BEGIN, settings, [claim], read, order id */
+	const int q_claim = 2, q_read = key ? 3 : 2, q_id = q_read + 1;
 
 	lines = calloc(cart->n_items, sizeof(*lines));
 	skus = sku_array(cart);
@@ -342,12 +367,14 @@ static enum tx_status checkout_attempt(struct server *srv, PGconn *conn, const s
 		goto out;
 	}
 
-	/* 1. read: BEGIN, the cart's products, a new order id and the time, in one round trip */
+	/* 1. read: BEGIN, [the key's claim], the cart's products, a new order id and the time: one round trip */
 	snprintf(begin, sizeof(begin), "BEGIN ISOLATION LEVEL %s", config_isolation_sql(srv->cfg->isolation));
 	const char *read_params[] = {skus, cart->customer_id};
+	const char *claim_params[] = {key, canonical};
 	double step_started = http_now();
 	if (PQenterPipelineMode(conn) != 1 || !send_sql(conn, begin) ||
 	    !send_prepared(conn, "checkout_settings", 0, NULL) ||
+	    (key && !send_prepared(conn, "idempotency_claim", 2, claim_params)) ||
 	    !send_prepared(conn, "checkout_read", 2, read_params) ||
 	    !send_prepared(conn, "checkout_order_id", 0, NULL)) {
 		/* a send fails only on a broken connection; the pool closes it on release */
@@ -355,17 +382,27 @@ static enum tx_status checkout_attempt(struct server *srv, PGconn *conn, const s
 		status = TX_LOST_EARLY;
 		goto out;
 	}
-	status = pipe_finish(conn, 4, reads, false, err, errlen);
+	status = pipe_finish(conn, q_id + 1, reads, false, &failed, sqlstate, err, errlen);
 	metrics_step(STEP_READ, http_now() - step_started);
+	/* lock_timeout while waiting for another transaction that holds the key */
+	if (key && failed == q_claim && !strcmp(sqlstate, "55P03"))
+		status = TX_KEY_BUSY;
 	if (status != TX_OK)
 		goto out;
-	if (!reads[2] || !reads[3] || PQntuples(reads[3]) != 1) {
+	if (!reads[q_read] || !reads[q_id] || PQntuples(reads[q_id]) != 1 ||
+	    (key && !reads[q_claim])) {
 		set_err(err, errlen, "unexpected result from the read");
 		status = TX_FAILED;
 		PQclear(db_exec(conn, "ROLLBACK"));
 		goto out;
 	}
-	collect_lines(cart, reads[2], lines);
+	if (key && PQntuples(reads[q_claim]) == 0) {
+		/* the key has an answer already: nothing to do in this transaction */
+		PQclear(db_exec(conn, "ROLLBACK"));
+		status = TX_KEY_TAKEN;
+		goto out;
+	}
+	collect_lines(cart, reads[q_read], lines);
 
 	/* a demonstration setting: widen the window between read and write */
 	if (srv->cfg->race_pause_ms > 0)
@@ -374,27 +411,28 @@ static enum tx_status checkout_attempt(struct server *srv, PGconn *conn, const s
 	/* 2. decide */
 	step_started = http_now();
 	if (!decide(cart, lines, result)) {
-		/* commit the read-only transaction: under SSI even a rejection's reads must hold up */
-		PGresult *res = db_exec(conn, "COMMIT");
+		/* commit even a rejection: under SSI its reads must hold up, and the key keeps its answer */
+		char code[16];
+		snprintf(code, sizeof(code), "%u", result->status);
+		const char *p[] = {key, code, result->body, NULL};
+		bool ok = PQenterPipelineMode(conn) == 1 &&
+			  (!key || send_prepared(conn, "idempotency_store", 4, p)) && send_sql(conn, "COMMIT");
+		/* a rejection bought nothing: a lost connection is safe to retry */
+		status = ok ? pipe_finish(conn, key ? 2 : 1, NULL, false, &failed, sqlstate, err, errlen)
+			    : TX_LOST_EARLY;
 		metrics_step(STEP_WRITE_COMMIT, http_now() - step_started);
-		if (PQresultStatus(res) == PGRES_COMMAND_OK)
-			status = TX_OK;
-		else if (PQstatus(conn) == CONNECTION_BAD)
-			status = TX_LOST_EARLY;
-		else
-			status = db_is_retryable(res) ? TX_RETRY : TX_FAILED;
+		if (!ok)
+			set_err(err, errlen, PQerrorMessage(conn));
 		if (status != TX_OK) {
-			set_err(err, errlen, PQresultErrorMessage(res));
 			free(result->body);
 			result->body = NULL;
 		}
-		PQclear(res);
 		goto out;
 	}
 
 	/* 3. write: new stock levels in SKU order, order, lines, outbox, answer, COMMIT */
-	const char *order_id = PQgetvalue(reads[3], 0, 0);
-	const char *created_at = PQgetvalue(reads[3], 0, 1);
+	const char *order_id = PQgetvalue(reads[q_id], 0, 0);
+	const char *created_at = PQgetvalue(reads[q_id], 0, 1);
 	long long total = 0;
 	for (size_t i = 0; i < cart->n_items; i++)
 		total += lines[i].price_cents * cart->items[i].quantity;
@@ -432,19 +470,20 @@ static enum tx_status checkout_attempt(struct server *srv, PGconn *conn, const s
 	const char *outbox_params[] = {order_id, payload, created_at};
 	ok = ok && send_prepared(conn, "checkout_insert_outbox", 3, outbox_params);
 	sent++;
-	if (idempotency_key) {
-		const char *p[] = {idempotency_key, "201", body, location};
+	if (key) {
+		const char *p[] = {key, "201", body, location};
 		ok = ok && send_prepared(conn, "idempotency_store", 4, p);
 		sent++;
 	}
 	ok = ok && send_sql(conn, "COMMIT");
 	sent++;
 	if (!ok) {
+		/* libpq may have flushed part of it: the outcome is unknown */
 		set_err(err, errlen, PQerrorMessage(conn));
 		status = TX_LOST;
 		goto out;
 	}
-	status = pipe_finish(conn, sent, NULL, true, err, errlen);
+	status = pipe_finish(conn, sent, NULL, true, &failed, sqlstate, err, errlen);
 	metrics_step(STEP_WRITE_COMMIT, http_now() - step_started);
 	if (status != TX_OK)
 		goto out;
@@ -465,14 +504,59 @@ out:
 	return status;
 }
 
-void checkout_run(struct server *srv, PGconn **conn, const struct checkout_request *cart,
-		  const char *idempotency_key, struct checkout_result *result)
+/* Fill result with a problem answer. */
+static void answer_problem(struct checkout_result *result, unsigned status, enum metrics_outcome outcome,
+			   const char *name, const char *detail)
+{
+	free(result->body);
+	result->status = status;
+	result->outcome = outcome;
+	result->body = problem_text(status, name, detail, NULL);
+}
+
+/* The key has an answer: fill result with it (or a mismatch). False when it must be claimed again. */
+static bool answer_stored(struct server *srv, PGconn *conn, const char *key, const char *canonical,
+			  struct checkout_result *result, char *err, size_t errlen)
+{
+	struct idempotency_response stored = {0};
+	switch (idempotency_lookup(conn, key, canonical, &stored, err, errlen)) {
+	case IDEMPOTENCY_REPLAY:
+		result->status = stored.status;
+		result->outcome = OUTCOME_REPLAYED;
+		result->replayed = true;
+		result->body = stored.body;
+		stored.body = NULL;
+		snprintf(result->location, sizeof(result->location), "%s", stored.location ? stored.location : "");
+		idempotency_response_free(&stored);
+		return true;
+	case IDEMPOTENCY_MISMATCH:
+		answer_problem(result, 422, OUTCOME_IDEMPOTENCY_CONFLICT, "idempotency-key-mismatch",
+			       "This Idempotency-Key was first used with a different request.");
+		return true;
+	case IDEMPOTENCY_ABSENT:
+		return false;
+	case IDEMPOTENCY_DB_ERROR:
+		break;
+	}
+	(void)srv;
+	answer_problem(result, 503, OUTCOME_UNAVAILABLE, "database-unavailable",
+		       "The database cannot be reached; nothing was bought. Retry later.");
+	return true;
+}
+
+void checkout_run(struct server *srv, PGconn **conn, const struct checkout_request *cart, const char *key,
+		  const char *canonical, struct checkout_result *result)
 {
 	char err[512] = "";
 	int attempt = 0, reconnects = 0;
+	bool unknown = false; /* an order's COMMIT went unanswered and no later attempt resolved it */
+	const char *ctx = result->log_ctx;
 
-	memset(result, 0, sizeof(*result));
 	for (;;) {
+		if (fiber_deadline_passed()) {
+			snprintf(err, sizeof(err), "no answer within the request's %d ms", srv->cfg->request_timeout_ms);
+			goto unavailable;
+		}
 		if (!*conn) {
 			double asked = http_now();
 			*conn = db_pool_acquire(srv->pool, HTTP_DB_WAIT_MS, err, sizeof(err));
@@ -480,29 +564,52 @@ void checkout_run(struct server *srv, PGconn **conn, const struct checkout_reque
 		}
 		if (!*conn)
 			goto unavailable;
-		enum tx_status status =
-		    checkout_attempt(srv, *conn, cart, idempotency_key, result, err, sizeof(err));
+		enum tx_status status = checkout_attempt(srv, *conn, cart, key, canonical, result, err, sizeof(err));
 		switch (status) {
 		case TX_OK:
 			return;
+		case TX_KEY_TAKEN:
+			if (answer_stored(srv, *conn, key, canonical, result, err, sizeof(err)))
+				return;
+			if (attempt++ >= srv->cfg->max_retries)
+				goto unavailable;
+			continue; /* it expired and was purged meanwhile: claim it */
+		case TX_KEY_BUSY:
+			log_msg(LOG_INFO, ctx, "Idempotency-Key held by another request still running: %s", err);
+			answer_problem(result, 409, OUTCOME_IDEMPOTENCY_CONFLICT, "idempotency-key-in-use",
+				       "A request with this Idempotency-Key is still being processed; retry "
+				       "after Retry-After seconds.");
+			return;
 		case TX_RETRY:
 			if (attempt >= srv->cfg->max_retries) {
-				log_msg(LOG_WARN, cart->customer_id, "checkout gave up after %d retries: %s",
-					attempt, err);
-				result->status = 503;
-				result->outcome = OUTCOME_CONTENTION;
-				result->body = problem_text(
-				    503, "too-much-contention",
-				    "The checkout conflicted with others too often; retry.", NULL);
+				log_msg(LOG_WARN, ctx, "checkout gave up after %d retries: %s", attempt, err);
+				answer_problem(result, 503, OUTCOME_CONTENTION, "too-much-contention",
+					       "The checkout conflicted with others too often; nothing was bought. "
+					       "Retry.");
 				return;
 			}
 			metrics_retry();
 			/* full jitter over an exponentially growing window */
 			unsigned window = BACKOFF_BASE_MS << (attempt < 10 ? attempt : 10);
 			attempt++;
-			log_msg(LOG_DEBUG, cart->customer_id, "retry %d after: %s", attempt, err);
+			log_msg(LOG_DEBUG, ctx, "retry %d after: %s", attempt, err);
 			fiber_sleep_ms(jitter_ms(window < BACKOFF_CAP_MS ? window : BACKOFF_CAP_MS));
 			continue;
+		case TX_LOST:
+			/*
+			 * COMMIT was sent and not confirmed. With a key, the next attempt
+			 * learns the outcome: it waits for that transaction if it still
+			 * runs, then finds the key answered or free. Without one, a
+			 * retry could order twice: say so.
+			 */
+			db_pool_release(srv->pool, *conn);
+			*conn = NULL;
+			unknown = true;
+			if (!key)
+				goto unavailable;
+			if (reconnects++ <= srv->cfg->db_pool_size)
+				continue;
+			goto unavailable;
 		case TX_LOST_EARLY:
 			/* a pooled connection that died with a database restart: nothing was written */
 			db_pool_release(srv->pool, *conn);
@@ -510,61 +617,40 @@ void checkout_run(struct server *srv, PGconn **conn, const struct checkout_reque
 			if (reconnects++ <= srv->cfg->db_pool_size)
 				continue;
 			goto unavailable;
-		case TX_LOST:
-			db_pool_release(srv->pool, *conn);
-			*conn = NULL;
-			goto unavailable;
 		case TX_FAILED:
-			log_msg(LOG_ERROR, cart->customer_id, "checkout failed: %s", err);
-			result->status = 500;
-			result->outcome = OUTCOME_UNAVAILABLE;
-			result->body = problem_text(500, "internal-error",
-						    "The checkout failed; nothing was bought.", NULL);
+			log_msg(LOG_ERROR, ctx, "checkout failed: %s", err);
+			answer_problem(result, 500, OUTCOME_UNAVAILABLE, "internal-error",
+				       "The checkout failed; nothing was bought.");
 			return;
 		}
 	}
 unavailable:
-	log_msg(LOG_WARN, cart->customer_id, "database unavailable: %s", err);
-	result->status = 503;
-	result->outcome = OUTCOME_UNAVAILABLE;
-	result->body =
-	    problem_text(503, "database-unavailable", "The database cannot be reached; retry later.", NULL);
+	if (unknown) {
+		log_msg(LOG_WARN, ctx, "outcome unknown: COMMIT was sent, no answer came: %s", err);
+		answer_problem(result, 503, OUTCOME_UNKNOWN, "outcome-unknown",
+			       key ? "The database did not confirm the commit in time: the order may or may not "
+				     "have been placed. Retry with the same Idempotency-Key to learn which."
+				   : "The database did not confirm the commit: the order may or may not have been "
+				     "placed. Send an Idempotency-Key with checkouts so that a retry is safe.");
+		return;
+	}
+	log_msg(LOG_WARN, ctx, "database unavailable: %s", err);
+	answer_problem(result, 503, OUTCOME_UNAVAILABLE, "database-unavailable",
+		       "The database cannot be reached; nothing was bought. Retry later.");
 }
 
 /* ---- the handler ------------------------------------------------------ */
-
-/* Claim the key, reconnecting past connections that died with a database restart. */
-static enum idempotency_claim claim_key(struct server *srv, PGconn **conn, const char *key,
-					const char *canonical, struct idempotency_response *stored, char *err,
-					size_t errlen)
-{
-	for (int tries = 0; tries <= srv->cfg->db_pool_size + 1; tries++) {
-		if (!*conn)
-			*conn = db_pool_acquire(srv->pool, HTTP_DB_WAIT_MS, err, errlen);
-		if (!*conn)
-			return IDEMPOTENCY_DB_ERROR;
-		enum idempotency_claim c = idempotency_claim(*conn, key, canonical, stored, err, errlen);
-		if (c != IDEMPOTENCY_DB_ERROR || PQstatus(*conn) != CONNECTION_BAD)
-			return c;
-		db_pool_release(srv->pool, *conn);
-		*conn = NULL;
-	}
-	return IDEMPOTENCY_DB_ERROR;
-}
 
 enum MHD_Result checkout_handle(struct http_request *req)
 {
 	struct server *srv = req->srv;
 	struct checkout_request *cart = malloc(sizeof(*cart));
 	struct checkout_result result = {0};
-	struct idempotency_response stored = {0};
 	json_t *errors = NULL;
 	char *canonical = NULL;
 	PGconn *conn = NULL;
 	enum MHD_Result ret = MHD_NO;
 	const char *key = http_header(req, "Idempotency-Key");
-	bool claimed = false;
-	char err[512] = "";
 	struct hotqueue_hold turn;
 
 	hotqueue_hold_init(&turn);
@@ -582,92 +668,67 @@ enum MHD_Result checkout_handle(struct http_request *req)
 		ret = http_reply_invalid(req, errors);
 		goto out;
 	}
-
-	if (key) {
-		canonical = validate_canonical(cart);
-		if (!canonical)
-			goto out;
-		switch (claim_key(srv, &conn, key, canonical, &stored, err, sizeof(err))) {
-		case IDEMPOTENCY_CLAIMED:
-			claimed = true;
-			break;
-		case IDEMPOTENCY_REPLAY: {
-			const char *headers[] = {"Idempotent-Replayed", "true",
-						 stored.location ? "Location" : NULL, stored.location, NULL};
-			result.outcome = OUTCOME_REPLAYED;
-			ret =
-			    http_reply(req, stored.status,
-				       stored.status >= 400 ? "application/problem+json" : "application/json",
-				       stored.body, strlen(stored.body), headers);
-			goto out;
-		}
-		case IDEMPOTENCY_MISMATCH:
-			result.outcome = OUTCOME_IDEMPOTENCY_CONFLICT;
-			ret = http_reply_problem(
-			    req, 422, "idempotency-key-mismatch",
-			    "This Idempotency-Key was first used with a different request.", NULL);
-			goto out;
-		case IDEMPOTENCY_IN_USE:
-			result.outcome = OUTCOME_IDEMPOTENCY_CONFLICT;
-			ret = http_reply_problem(
-			    req, 409, "idempotency-key-in-use",
-			    "A request with this Idempotency-Key is still being processed.", NULL);
-			goto out;
-		case IDEMPOTENCY_DB_ERROR:
-			log_msg(LOG_WARN, key, "idempotency claim failed: %s", err);
-			result.outcome = OUTCOME_UNAVAILABLE;
-			ret = http_reply_unavailable(req, "database-unavailable",
-						     "The database cannot be reached.");
-			goto out;
-		}
-	}
+	/* every line about this checkout names its key, so an operator can follow one key */
+	if (key)
+		snprintf(result.log_ctx, sizeof(result.log_ctx), "key=%s", key);
+	else
+		snprintf(result.log_ctx, sizeof(result.log_ctx), "customer=%s", cart->customer_id);
+	if (key && !(canonical = validate_canonical(cart)))
+		goto out;
 
 	/* Checkouts of the same SKU take turns in this process instead of failing each
-	 * other in the database (an optimisation: SERIALIZABLE decides). Nobody waits
-	 * for a turn holding a pooled connection (the claim above has committed), so
-	 * the holder of a turn always finds one. */
+	 * other in the database (an optimisation: SERIALIZABLE decides). The wait
+	 * ends with the request's deadline like every other. */
 	for (size_t i = 0; i < cart->n_items; i++)
 		hotqueue_hold_add(&turn, cart->items[i].sku);
-	if (srv->hotq && conn) {
-		db_pool_release(srv->pool, conn);
-		conn = NULL;
+	double asked = http_now();
+	bool turn_taken = hotqueue_acquire(srv->hotq, &turn);
+	metrics_step(STEP_HOT_SKU_WAIT, http_now() - asked);
+	if (turn_taken) {
+		checkout_run(srv, &conn, cart, key, canonical, &result);
+	} else {
+		log_msg(LOG_WARN, result.log_ctx, "no turn for these SKUs within the request's %d ms",
+			srv->cfg->request_timeout_ms);
+		answer_problem(&result, 503, OUTCOME_CONTENTION, "too-much-contention",
+			       "Too many checkouts of these items at once; nothing was bought. Retry.");
 	}
-	if (srv->hotq) {
-		double asked = http_now();
-		hotqueue_acquire(srv->hotq, &turn);
-		metrics_step(STEP_HOT_SKU_WAIT, http_now() - asked);
-	}
-	checkout_run(srv, &conn, cart, claimed ? key : NULL, &result);
+	hotqueue_release(srv->hotq, &turn); /* the next checkout of these SKUs may go */
+	db_pool_release(srv->pool, conn);
+	conn = NULL;
 	if (!result.body)
 		goto out;
 
-	if (claimed && result.status >= 500 && conn)
-		idempotency_release(conn, key);
-	else if (claimed && result.status != 201 && conn &&
-		 !idempotency_store(conn, key, result.status, result.body, NULL))
-		log_msg(LOG_WARN, key, "could not store the idempotent answer");
-	hotqueue_release(srv->hotq, &turn); /* the next checkout of these SKUs may go */
-
-	const char *headers[] = {result.status == 201	? "Location"
-				 : result.status == 503 ? "Retry-After"
-							: NULL,
-				 result.status == 201 ? result.location : "1", NULL};
-	ret = http_reply(req, result.status,
-			 result.status >= 400 ? "application/problem+json" : "application/json", result.body,
-			 strlen(result.body), headers);
-	if (result.status == 201) {
+	bool retry_later = result.status == 503 || (result.status == 409 && result.outcome == OUTCOME_IDEMPOTENCY_CONFLICT);
+	const char *headers[7] = {NULL};
+	int h = 0;
+	if (result.location[0]) {
+		headers[h++] = "Location";
+		headers[h++] = result.location;
+	}
+	if (result.replayed) {
+		headers[h++] = "Idempotent-Replayed";
+		headers[h++] = "true";
+	}
+	if (retry_later) {
+		headers[h++] = "Retry-After";
+		headers[h++] = "1";
+	}
+	ret = http_reply(req, result.status, result.status >= 400 ? "application/problem+json" : "application/json",
+			 result.body, strlen(result.body), headers);
+	if (result.status == 201 && !result.replayed) {
 		char ctx[64];
 		snprintf(ctx, sizeof(ctx), "order=%s", result.order_id);
-		log_msg(LOG_INFO, ctx, "admitted customer=%s items=%zu", cart->customer_id, cart->n_items);
+		log_msg(LOG_INFO, ctx, "admitted customer=%s items=%zu%s%s", cart->customer_id, cart->n_items,
+			key ? " " : "", key ? result.log_ctx : "");
 	} else {
-		log_msg(LOG_INFO, NULL, "rejected customer=%s items=%zu: %u %s", cart->customer_id,
-			cart->n_items, result.status, metrics_outcome_name(result.outcome));
+		log_msg(LOG_INFO, result.log_ctx, "%s customer=%s items=%zu: %u %s",
+			result.replayed ? "replayed" : "rejected", cart->customer_id, cart->n_items, result.status,
+			metrics_outcome_name(result.outcome));
 	}
 out:
 	hotqueue_release(srv->hotq, &turn);
 	metrics_checkout(result.outcome, http_now() - req->started);
 	db_pool_release(srv->pool, conn);
-	idempotency_response_free(&stored);
 	free(result.body);
 	free(canonical);
 	free(cart);

@@ -19,7 +19,9 @@ struct checkout_result {
 	char *body; /* JSON text: the 201 body or a problem; malloc'd */
 	enum metrics_outcome outcome;
 	char order_id[40]; /* "" unless admitted */
-	char location[64]; /* "" unless admitted */
+	char location[64]; /* "" unless admitted (or replayed with one) */
+	bool replayed;	   /* the stored answer of the Idempotency-Key */
+	char log_ctx[300]; /* what log lines about this checkout start with: "key=..." or "customer=..." */
 };
 
 extern const struct db_stmt checkout_stmts[];
@@ -28,14 +30,18 @@ extern const struct db_stmt checkout_stmts[];
  * Admit or reject cart in one transaction at the configured isolation level,
  * retrying the whole transaction (reads and decision included) after
  * 40001/40P01 up to cfg->max_retries times with jittered exponential
- * backoff. *conn is a pooled connection or NULL (then one is acquired); it
- * may be replaced after a lost connection, and the caller releases it. When
- * idempotency_key is not NULL, an admitted answer is stored for it inside the
- * same transaction. Always fills result (5xx when the database failed); the
- * caller frees result->body.
+ * backoff, and after a lost connection, until the fiber's deadline. *conn is
+ * a pooled connection or NULL (then one is acquired); it may be replaced
+ * after a lost connection, and the caller releases it. When key is not NULL
+ * (canonical: the request's canonical text), the transaction claims the key
+ * and stores its answer (idempotency.h); a key already answered gives that
+ * answer (result->replayed) or 422 mismatch, one held by a running
+ * transaction 409 in-use. result->log_ctx is set by the caller. Always fills
+ * result (503 database-unavailable or outcome-unknown when the database
+ * failed); the caller frees result->body.
  */
-void checkout_run(struct server *srv, PGconn **conn, const struct checkout_request *cart,
-		  const char *idempotency_key, struct checkout_result *result);
+void checkout_run(struct server *srv, PGconn **conn, const struct checkout_request *cart, const char *key,
+		  const char *canonical, struct checkout_result *result);
 
 /* The POST /v1/checkout handler (the body is complete and typed JSON). */
 enum MHD_Result checkout_handle(struct http_request *req);

@@ -45,10 +45,25 @@ void hotqueue_hold_add(struct hotqueue_hold *hold, const char *sku)
 	hold->bits[s / 64] |= UINT64_C(1) << (s % 64);
 }
 
-void hotqueue_acquire(struct hotqueue *q, struct hotqueue_hold *hold)
+/* Give back the stripes of hold below stripe `until` (those an acquire took before it gave up). */
+static void release_below(struct hotqueue *q, struct hotqueue_hold *hold, unsigned until)
+{
+	for (unsigned w = 0; w < HOTQUEUE_STRIPES / 64; w++) {
+		for (uint64_t bits = hold->bits[w]; bits; bits &= bits - 1) {
+			unsigned s = w * 64 + (unsigned)__builtin_ctzll(bits);
+			if (s >= until)
+				return;
+			/* hand the stripe to the first fiber waiting, or mark it free */
+			if (!fiber_queue_wake_one(&q->stripe[s].waiting))
+				q->stripe[s].busy = false;
+		}
+	}
+}
+
+bool hotqueue_acquire(struct hotqueue *q, struct hotqueue_hold *hold)
 {
 	if (!q || hold->held)
-		return;
+		return true;
 	/* ascending stripe order: no two holds can wait for each other in a cycle */
 	for (unsigned w = 0; w < HOTQUEUE_STRIPES / 64; w++) {
 		for (uint64_t bits = hold->bits[w]; bits; bits &= bits - 1) {
@@ -58,25 +73,22 @@ void hotqueue_acquire(struct hotqueue *q, struct hotqueue_hold *hold)
 				continue;
 			}
 			q->waits++;
-			/* no timeout: the holder is running its transaction and will hand the stripe over */
-			(void)fiber_queue_wait(&q->stripe[s].waiting, -1);
+			/* the holder hands the stripe over when done; the fiber's deadline bounds the wait */
+			if (!fiber_queue_wait(&q->stripe[s].waiting, -1)) {
+				release_below(q, hold, s);
+				return false;
+			}
 		}
 	}
 	hold->held = true;
+	return true;
 }
 
 void hotqueue_release(struct hotqueue *q, struct hotqueue_hold *hold)
 {
 	if (!q || !hold->held)
 		return;
-	for (unsigned w = 0; w < HOTQUEUE_STRIPES / 64; w++) {
-		for (uint64_t bits = hold->bits[w]; bits; bits &= bits - 1) {
-			unsigned s = w * 64 + (unsigned)__builtin_ctzll(bits);
-			/* hand the stripe to the first fiber waiting, or mark it free */
-			if (!fiber_queue_wake_one(&q->stripe[s].waiting))
-				q->stripe[s].busy = false;
-		}
-	}
+	release_below(q, hold, HOTQUEUE_STRIPES);
 	hold->held = false;
 }
 

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "checkout.h"
@@ -40,6 +41,7 @@ static const struct {
     {"idempotency-key-mismatch", "The Idempotency-Key was used with another request"},
     {"idempotency-key-in-use", "A request with this Idempotency-Key is still running"},
     {"database-unavailable", "The database is unavailable"},
+    {"outcome-unknown", "The outcome of the checkout is unknown"},
     {"too-much-contention", "Too many concurrent checkouts conflicted"},
     {"server-stopping", "The server is stopping"},
     {"unauthorized", "A valid admin token is required"},
@@ -215,7 +217,10 @@ PGresult *http_db_exec(struct http_request *req, const char *stmt, int n, const 
 static enum MHD_Result handle_readyz(struct http_request *req)
 {
 	char err[256];
-	PGconn *conn = db_pool_acquire(req->srv->pool, HTTP_DB_WAIT_MS, err, sizeof(err));
+	/* a probe must answer quickly, whatever the database does: a frozen one is "not ready" */
+	if (fiber_deadline_left_ms() > HTTP_READYZ_TIMEOUT_MS)
+		fiber_set_deadline_ms(HTTP_READYZ_TIMEOUT_MS);
+	PGconn *conn = db_pool_acquire(req->srv->pool, HTTP_READYZ_TIMEOUT_MS, err, sizeof(err));
 	bool ok = conn && db_command(conn, "SELECT 1", err, sizeof(err));
 	db_pool_release(req->srv->pool, conn);
 	if (!ok)
@@ -378,6 +383,9 @@ static void run_handler(void *arg)
 {
 	struct http_request *req = arg;
 	struct server *srv = req->srv;
+	/* the request's deadline: every wait of the handler ends by then */
+	int left = srv->cfg->request_timeout_ms - (int)((http_now() - req->started) * 1000.0);
+	fiber_set_deadline_ms(left > 1 ? left : 1);
 	req->in_fiber = true;
 	req->result = dispatch(req);
 	req->in_fiber = false;
@@ -397,6 +405,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	(void)version;
 
 	if (!req) {
+		/* the head has arrived: the head deadline no longer applies to this connection */
+		const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+		struct http_conn *hc = ci ? ci->socket_context : NULL;
+		if (hc)
+			hc->head_done = true;
 		req = calloc(1, sizeof(*req));
 		if (!req)
 			return MHD_NO;
@@ -470,7 +483,12 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 {
 	struct http_request *req = *con_cls;
 	(void)cls;
-	(void)conn;
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	struct http_conn *hc = ci ? ci->socket_context : NULL;
+	if (hc) { /* the next request's head is awaited from now on */
+		hc->head_done = false;
+		hc->since = http_now();
+	}
 	if (!req)
 		return;
 	if (log_enabled(LOG_DEBUG))
@@ -493,6 +511,60 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 	log_msg(LOG_WARN, "mhd", "%s", line);
 }
 
+/* Keep track of client connections for the head deadline. */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+			  enum MHD_ConnectionNotificationCode code)
+{
+	struct server *srv = cls;
+	struct http_conn *hc = *socket_context;
+	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+		const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+		hc = calloc(1, sizeof(*hc));
+		if (!hc || !ci) { /* out of memory: this connection has only the idle timeout */
+			free(hc);
+			return;
+		}
+		hc->fd = ci->connect_fd;
+		hc->since = http_now();
+		hc->next = srv->conns;
+		if (srv->conns)
+			srv->conns->prev = hc;
+		srv->conns = hc;
+		*socket_context = hc;
+		return;
+	}
+	if (!hc)
+		return;
+	if (hc->prev)
+		hc->prev->next = hc->next;
+	else
+		srv->conns = hc->next;
+	if (hc->next)
+		hc->next->prev = hc->prev;
+	free(hc);
+	*socket_context = NULL;
+}
+
+/*
+ * Close every connection whose request head has been arriving for longer
+ * than the head deadline. The idle timeout alone cannot stop a client that
+ * sends one byte a second (each byte makes it not idle), and a handful of
+ * such clients would hold every connection slot. Shutting the socket down
+ * makes MHD see the end of the stream and close the connection itself.
+ */
+static void cut_slow_heads(struct server *srv)
+{
+	double now = http_now(), limit = srv->cfg->http_head_timeout_seconds;
+	for (struct http_conn *hc = srv->conns; hc; hc = hc->next) {
+		if (hc->head_done || hc->cut || now - hc->since < limit)
+			continue;
+		hc->cut = true;
+		shutdown(hc->fd, SHUT_RDWR);
+		log_msg(LOG_INFO, "http", "closed a connection whose request head took longer than %d s",
+			srv->cfg->http_head_timeout_seconds);
+	}
+}
+
 /*
  * The fiber that drives libmicrohttpd: it waits for MHD's epoll descriptor
  * (new connections, request bytes, resumed connections) and runs MHD, whose
@@ -504,7 +576,7 @@ static void pump(void *arg)
 	struct server *srv = arg;
 	const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_EPOLL_FD);
 	int fd = info ? info->epoll_fd : -1;
-	double stop_by = 0;
+	double stop_by = 0, next_sweep = 0;
 
 	for (;;) {
 		bool stopping = atomic_load(&srv->stopping);
@@ -518,6 +590,10 @@ static void pump(void *arg)
 			ms = 100;
 		if (fd < 0 || fiber_wait_fd(fd, POLLIN, (int)ms) < 0)
 			fiber_sleep_ms((unsigned)ms);
+		if (http_now() >= next_sweep) {
+			cut_slow_heads(srv);
+			next_sweep = http_now() + 0.2;
+		}
 		MHD_run(srv->daemon);
 	}
 	if (srv->in_flight > 0)
@@ -554,6 +630,7 @@ bool http_start(struct server *srv, char *err, size_t errlen)
 				  MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)srv->cfg->http_max_connections_per_ip,
 				  MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONNECTION_MEMORY,
 				  MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+				  MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
 				  MHD_OPTION_END);
 	// clang-format on
 	freeaddrinfo(ai);

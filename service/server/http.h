@@ -19,10 +19,21 @@
 #include "checkout/config.h"
 #include "metrics.h"
 
-/* How long a request waits for a database connection before a 503. */
+/* How long a request waits for a database connection before a 503 (and no longer than its deadline). */
 #define HTTP_DB_WAIT_MS 1500
+/* How long /readyz waits for the database before saying "not ready". */
+#define HTTP_READYZ_TIMEOUT_MS 900
 /* How long a stopping server lets running requests finish. */
 #define HTTP_STOP_GRACE_MS 30000
+
+/* One client connection, for the head deadline (HTTP_HEAD_TIMEOUT_SECONDS); loop thread only. */
+struct http_conn {
+	struct http_conn *prev, *next;
+	int fd;
+	double since;	/* when the head now awaited began: connection opened, or last answer sent */
+	bool head_done; /* the head has arrived; a request runs */
+	bool cut;	/* shut down for taking too long */
+};
 
 /* What every handler may use; lives as long as the daemon. */
 struct server {
@@ -33,6 +44,7 @@ struct server {
 	struct MHD_Daemon *daemon; /* loop thread only */
 	int in_flight;		   /* requests whose fiber runs; loop thread only */
 	bool kick_pending;	   /* an MHD run for resumed connections is due; loop thread only */
+	struct http_conn *conns;   /* every open client connection; loop thread only */
 	atomic_bool stopping;	   /* set by http_stop: new requests get 503 */
 };
 

@@ -120,7 +120,19 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	srv.cfg = &cfg;
-	srv.pool = db_pool_create(cfg.database_url, cfg.db_pool_size, statements);
+	/*
+	 * The database bounds its own waits too, so a request that gave up leaves
+	 * nothing running: statements and lock waits end with the request's
+	 * deadline, a lock held by another transaction is waited for half of it
+	 * (a claim of an Idempotency-Key that another request holds then gets 409
+	 * in-use while time is left to answer), and a session idle inside a
+	 * transaction is ended.
+	 */
+	char session[256];
+	snprintf(session, sizeof(session),
+		 "-c statement_timeout=%d -c lock_timeout=%d -c idle_in_transaction_session_timeout=%d",
+		 cfg.request_timeout_ms, cfg.request_timeout_ms / 2, cfg.request_timeout_ms);
+	srv.pool = db_pool_create(cfg.database_url, cfg.db_pool_size, statements, session);
 	if (!srv.pool) {
 		log_error("out of memory");
 		goto out;

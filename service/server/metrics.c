@@ -33,6 +33,7 @@ static const char *const outcome_names[OUTCOME_COUNT] = {
     [OUTCOME_IDEMPOTENCY_CONFLICT] = "idempotency_conflict",
     [OUTCOME_UNAVAILABLE] = "database_unavailable",
     [OUTCOME_CONTENTION] = "contention",
+    [OUTCOME_UNKNOWN] = "outcome_unknown",
 };
 
 const char *metrics_outcome_name(enum metrics_outcome outcome)

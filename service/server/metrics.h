@@ -36,6 +36,7 @@ enum metrics_outcome {
 	OUTCOME_IDEMPOTENCY_CONFLICT,
 	OUTCOME_UNAVAILABLE,
 	OUTCOME_CONTENTION,
+	OUTCOME_UNKNOWN, /* COMMIT sent, no answer: the client must retry with its key */
 	OUTCOME_COUNT
 };
 

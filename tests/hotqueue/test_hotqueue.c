@@ -49,7 +49,7 @@ static void same_sku_fiber(void *arg)
 		struct hotqueue_hold hold;
 		hotqueue_hold_init(&hold);
 		hotqueue_hold_add(&hold, "sku-hot");
-		hotqueue_acquire(s->q, &hold);
+		cr_assert(hotqueue_acquire(s->q, &hold));
 		if (++s->inside > s->most_inside)
 			s->most_inside = s->inside;
 		fiber_sleep_ms(0); /* as a transaction would: give the others every chance to get in */
@@ -119,7 +119,7 @@ static void holder_fiber(void *arg)
 	hotqueue_hold_init(&hold);
 	hotqueue_hold_add(&hold, h->sku);
 	hotqueue_hold_add(&hold, h->sku); /* a SKU twice in a cart takes its stripe once */
-	hotqueue_acquire(h->q, &hold);
+	cr_assert(hotqueue_acquire(h->q, &hold));
 	h->entered = ++*h->clock;
 	fiber_sleep_ms((unsigned)h->hold_ms);
 	hotqueue_release(h->q, &hold);
@@ -207,7 +207,7 @@ static void cart_fiber(void *arg)
 		hotqueue_hold_init(&hold);
 		for (int k = 0; k < 3; k++)
 			hotqueue_hold_add(&hold, c->skus[k]);
-		hotqueue_acquire(c->q, &hold);
+		cr_assert(hotqueue_acquire(c->q, &hold));
 		fiber_sleep_ms(0);
 		hotqueue_release(c->q, &hold);
 	}
@@ -234,6 +234,6 @@ Test(hotqueue, destroy_accepts_null)
 	hotqueue_destroy(NULL);
 	struct hotqueue_hold hold;
 	hotqueue_hold_init(&hold);
-	hotqueue_acquire(NULL, &hold);
+	cr_assert(hotqueue_acquire(NULL, &hold));
 	hotqueue_release(NULL, &hold);
 }

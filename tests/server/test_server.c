@@ -541,32 +541,6 @@ Test(server, idempotency_keys_past_their_24_hours_are_deleted_while_it_runs)
 	serverenv_stop(&s);
 }
 
-Test(server, idempotency_key_in_use_is_409_until_the_holders_lease_runs_out)
-{
-	struct serverenv s;
-	struct http_response r;
-	serverenv_start(&s, SEED, NULL);
-
-	/* a request still running (or a server that died holding the key) */
-	testenv_exec(
-	    s.conn, "INSERT INTO idempotency_keys (key, request_hash, locked_until) VALUES ('busy', "
-		    "encode(sha256(convert_to('{\"customer_id\":\"idem\",\"email\":\"i@b.c\",\"items\":"
-		    "[{\"quantity\":1,\"sku\":\"apple\"}]}', 'UTF8')), 'hex'), now() + interval '1 minute')");
-	post_checkout(&s, CART, "busy", &r);
-	expect_problem(&r, 409, "idempotency-key-in-use");
-	http_response_free(&r);
-	cr_expect_eq(count_rows(&s, "orders"), 0);
-
-	/* the holder crashed: once its lease is over the key can be used */
-	testenv_exec(s.conn, "UPDATE idempotency_keys SET locked_until = now() - interval '1 second'");
-	post_checkout(&s, CART, "busy", &r);
-	cr_expect_eq(r.status, 201, "%s", r.body);
-	http_response_free(&r);
-	cr_expect_eq(testenv_query_long(s.conn, "SELECT status FROM idempotency_keys WHERE key = 'busy'"),
-		     201);
-	serverenv_stop(&s);
-}
-
 struct concurrent_call {
 	struct serverenv *s;
 	const char *body;
@@ -696,32 +670,6 @@ Test(server, concurrent_checkouts_of_disjoint_skus_need_no_retries)
 	 * rare conflict from PostgreSQL's own summarizing of old transactions */
 	double retries = serverenv_metric(&s, "checkout_serialization_retries_total");
 	cr_expect_leq(retries, 2, "%.0f serialization retries for 120 disjoint checkouts", retries);
-	serverenv_stop(&s);
-}
-
-Test(server, a_key_is_in_use_while_its_first_request_runs)
-{
-	static const char *const env[] = {"RACE_PAUSE_MS=1000", NULL};
-	struct serverenv s;
-	struct concurrent_call first = {0};
-	pthread_t thread;
-	struct http_response r;
-	serverenv_start(&s, SEED, env);
-
-	first.s = &s;
-	first.body = CART;
-	first.key = "slow";
-	pthread_create(&thread, NULL, call_thread, &first);
-	/* wait until the first request holds the key, then try it again */
-	for (int i = 0; i < 200 && !testenv_query_long(s.conn, "SELECT count(*) FROM idempotency_keys"); i++)
-		testenv_sleep_ms(10);
-	post_checkout(&s, CART, "slow", &r);
-	expect_problem(&r, 409, "idempotency-key-in-use");
-	http_response_free(&r);
-	pthread_join(thread, NULL);
-	cr_expect_eq(first.r.status, 201, "%s", first.r.body);
-	http_response_free(&first.r);
-	cr_expect_eq(count_rows(&s, "orders"), 1);
 	serverenv_stop(&s);
 }
 
