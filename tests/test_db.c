@@ -5,7 +5,9 @@
 
 #include <criterion/criterion.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 struct pool_case {
@@ -61,4 +63,39 @@ Test(db, a_released_connection_goes_to_the_first_waiter_not_a_newcomer)
 	fiber_loop_stop(l);
 	db_pool_destroy(c.pool);
 	free(url);
+}
+
+/* The text of SHOW name on conn. */
+static char *show(PGconn *conn, const char *name)
+{
+	char sql[128];
+	snprintf(sql, sizeof(sql), "SHOW %s", name);
+	PGresult *res = PQexec(conn, sql);
+	cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s", PQresultErrorMessage(res));
+	char *v = strdup(PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return v;
+}
+
+Test(db, the_sessions_keep_the_users_options_and_add_their_own)
+{
+	char *db = testenv_db_new();
+	char url[512], err[256];
+	snprintf(url, sizeof(url), "%s options='-c work_mem=1234kB -c statement_timeout=99' application_name=mine",
+		 db);
+	struct db_pool *pool = db_pool_create(url, 1, NULL, "-c statement_timeout=4321");
+	cr_assert_not_null(pool);
+	PGconn *conn = db_pool_acquire(pool, 0, err, sizeof(err));
+	cr_assert_not_null(conn, "%s", err);
+	char *v[] = {show(conn, "work_mem"), show(conn, "statement_timeout"),
+		     show(conn, "client_connection_check_interval"), show(conn, "application_name")};
+	cr_expect_str_eq(v[0], "1234kB", "the user's setting was dropped");
+	cr_expect_str_eq(v[1], "4321ms", "the pool's own deadline must win");
+	cr_expect_str_eq(v[2], "1s");
+	cr_expect_str_eq(v[3], "mine", "the url's keys override the defaults");
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
+		free(v[i]);
+	db_pool_release(pool, conn);
+	db_pool_destroy(pool);
+	free(db);
 }

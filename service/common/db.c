@@ -53,21 +53,36 @@ static bool connect_finish(PGconn *conn)
  */
 #define DB_SESSION_OPTIONS "-c client_connection_check_interval=1000"
 
+/* The options the user gave (in url, else PGOPTIONS), or "": ours are added after them, never instead. */
+static void user_options(const char *url, char *out, size_t outlen)
+{
+	const char *env = getenv("PGOPTIONS");
+	snprintf(out, outlen, "%s", env ? env : "");
+	PQconninfoOption *parsed = url && *url ? PQconninfoParse(url, NULL) : NULL;
+	for (PQconninfoOption *o = parsed; o && o->keyword; o++)
+		if (!strcmp(o->keyword, "options") && o->val)
+			snprintf(out, outlen, "%s", o->val);
+	PQconninfoFree(parsed);
+}
+
 static PGconn *connect_with(const char *url, const char *options, const struct db_stmt *const *stmts,
 			    char *err, size_t errlen)
 {
-	char all_options[512];
-	snprintf(all_options, sizeof(all_options), "%s%s%s", DB_SESSION_OPTIONS, options ? " " : "",
-		 options ? options : "");
-	/* expand_dbname=1: dbname may be a whole connection string; the keys after it are defaults */
-	const char *keys[] = {"dbname",		   "connect_timeout",	 "application_name", "keepalives",
-			      "keepalives_idle",   "keepalives_interval", "keepalives_count", "tcp_user_timeout",
-			      "options",	   NULL};
-	const char *vals[] = {url && *url ? url : "", DB_CONNECT_TIMEOUT, "checkout", "1", "5", "2", "3",
-			      "15000",		      all_options,	  NULL};
-	/* an empty dbname would not expand: start at connect_timeout, libpq takes PG* variables */
-	int first = url && *url ? 0 : 1;
-	PGconn *conn = PQconnectStartParams(keys + first, vals + first, 1);
+	char theirs[256], all_options[1024];
+	user_options(url, theirs, sizeof(theirs));
+	/* the server takes the last -c of a name: the user's settings stay unless they are ours */
+	snprintf(all_options, sizeof(all_options), "%s %s %s", theirs, DB_SESSION_OPTIONS, options ? options : "");
+	/*
+	 * Our defaults first, then the url (expand_dbname=1: a whole connection
+	 * string whose keys override the defaults; libpq takes PG* variables for
+	 * what neither names), then the merged options, which must come last.
+	 */
+	const char *keys[] = {"connect_timeout",     "application_name", "keepalives",	     "keepalives_idle",
+			      "keepalives_interval", "keepalives_count", "tcp_user_timeout", "dbname",
+			      "options",	     NULL};
+	const char *vals[] = {DB_CONNECT_TIMEOUT, "checkout", "1", "5", "2", "3", "15000", url ? url : "",
+			      all_options,	  NULL};
+	PGconn *conn = PQconnectStartParams(keys, vals, 1);
 	if (!conn) {
 		set_err(err, errlen, "", "out of memory");
 		return NULL;
