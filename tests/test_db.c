@@ -81,8 +81,8 @@ Test(db, the_sessions_keep_the_users_options_and_add_their_own)
 {
 	char *db = testenv_db_new();
 	char url[512], err[256];
-	snprintf(url, sizeof(url), "%s options='-c work_mem=1234kB -c statement_timeout=99' application_name=mine",
-		 db);
+	snprintf(url, sizeof(url),
+		 "%s options='-c work_mem=1234kB -c statement_timeout=99' application_name=mine", db);
 	struct db_pool *pool = db_pool_create(url, 1, NULL, "-c statement_timeout=4321");
 	cr_assert_not_null(pool);
 	PGconn *conn = db_pool_acquire(pool, 0, err, sizeof(err));

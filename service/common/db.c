@@ -71,17 +71,18 @@ static PGconn *connect_with(const char *url, const char *options, const struct d
 	char theirs[256], all_options[1024];
 	user_options(url, theirs, sizeof(theirs));
 	/* the server takes the last -c of a name: the user's settings stay unless they are ours */
-	snprintf(all_options, sizeof(all_options), "%s %s %s", theirs, DB_SESSION_OPTIONS, options ? options : "");
+	snprintf(all_options, sizeof(all_options), "%s %s %s", theirs, DB_SESSION_OPTIONS,
+		 options ? options : "");
 	/*
 	 * Our defaults first, then the url (expand_dbname=1: a whole connection
 	 * string whose keys override the defaults; libpq takes PG* variables for
 	 * what neither names), then the merged options, which must come last.
 	 */
-	const char *keys[] = {"connect_timeout",     "application_name", "keepalives",	     "keepalives_idle",
-			      "keepalives_interval", "keepalives_count", "tcp_user_timeout", "dbname",
-			      "options",	     NULL};
-	const char *vals[] = {DB_CONNECT_TIMEOUT, "checkout", "1", "5", "2", "3", "15000", url ? url : "",
-			      all_options,	  NULL};
+	const char *keys[] = {
+	    "connect_timeout",	"application_name", "keepalives", "keepalives_idle", "keepalives_interval",
+	    "keepalives_count", "tcp_user_timeout", "dbname",	  "options",	     NULL};
+	const char *vals[] = {DB_CONNECT_TIMEOUT, "checkout",  "1", "5", "2", "3", "15000",
+			      url ? url : "",	  all_options, NULL};
 	PGconn *conn = PQconnectStartParams(keys, vals, 1);
 	if (!conn) {
 		set_err(err, errlen, "", "out of memory");
@@ -245,7 +246,8 @@ struct db_pool {
 	unsigned long waits;
 };
 
-struct db_pool *db_pool_create(const char *url, int size, const struct db_stmt *const *stmts, const char *options)
+struct db_pool *db_pool_create(const char *url, int size, const struct db_stmt *const *stmts,
+			       const char *options)
 {
 	struct db_pool *pool = calloc(1, sizeof(*pool));
 	if (!pool)

@@ -117,9 +117,10 @@ static void unlock_product(PGconn *holder)
 static long backend_waiting_for_lock(struct serverenv *s, int timeout_ms)
 {
 	for (int waited = 0; waited <= timeout_ms; waited += 20) {
-		long pid = testenv_query_long(s->conn, "SELECT coalesce(max(pid), 0) FROM pg_stat_activity "
-						       "WHERE application_name = 'checkout' AND wait_event_type = 'Lock' "
-						       "AND datname = current_database()");
+		long pid = testenv_query_long(
+		    s->conn, "SELECT coalesce(max(pid), 0) FROM pg_stat_activity "
+			     "WHERE application_name = 'checkout' AND wait_event_type = 'Lock' "
+			     "AND datname = current_database()");
 		if (pid)
 			return pid;
 		testenv_sleep_ms(20);
@@ -131,9 +132,10 @@ static long backend_waiting_for_lock(struct serverenv *s, int timeout_ms)
 static long backend_idle_in_transaction(struct serverenv *s, int timeout_ms)
 {
 	for (int waited = 0; waited <= timeout_ms; waited += 20) {
-		long pid = testenv_query_long(s->conn, "SELECT coalesce(max(pid), 0) FROM pg_stat_activity "
-						       "WHERE application_name = 'checkout' AND state = 'idle in transaction' "
-						       "AND datname = current_database()");
+		long pid = testenv_query_long(
+		    s->conn, "SELECT coalesce(max(pid), 0) FROM pg_stat_activity "
+			     "WHERE application_name = 'checkout' AND state = 'idle in transaction' "
+			     "AND datname = current_database()");
 		if (pid)
 			return pid;
 		testenv_sleep_ms(20);
@@ -189,10 +191,12 @@ Test(faults, one_key_yields_one_order_when_the_first_request_outlives_its_claim)
 	serverenv_stop(&s);
 }
 
-/* While a checkout holds its key, a second request with the key is told to come back: 409 with Retry-After. */
+/* While a checkout holds its key, a second request with the key is told to come back: 409 with Retry-After.
+ */
 Test(faults, a_key_held_by_a_running_checkout_gets_409_with_retry_after)
 {
-	/* the first checkout holds its key for 4 s between read and write; the second's wait for the key ends at 3 s */
+	/* the first checkout holds its key for 4 s between read and write; the second's wait for the key ends
+	 * at 3 s */
 	const char *env[] = {"REQUEST_TIMEOUT_MS=6000", "RACE_PAUSE_MS=4000", "HOT_SKU_QUEUE=false", NULL};
 	struct serverenv s;
 	struct call first, second;
@@ -205,7 +209,8 @@ Test(faults, a_key_held_by_a_running_checkout_gets_409_with_retry_after)
 
 	cr_expect_eq(second.r.status, 409, "the second got %ld %s", second.r.status, problem_type(&second.r));
 	cr_expect_str_eq(problem_type(&second.r), "idempotency-key-in-use");
-	cr_expect_not_null(http_header(&second.r, "Retry-After", buf, sizeof(buf)), "409 in-use without Retry-After");
+	cr_expect_not_null(http_header(&second.r, "Retry-After", buf, sizeof(buf)),
+			   "409 in-use without Retry-After");
 	cr_expect_eq(first.r.status, 201, "the first got %ld %s", first.r.status, problem_type(&first.r));
 	cr_expect_eq(testenv_query_long(s.conn, "SELECT count(*) FROM orders"), 1);
 	http_response_free(&first.r);
@@ -263,7 +268,8 @@ Test(faults, a_checkout_whose_connection_died_leaves_its_key_free)
 	serverenv_stop(&s);
 }
 
-/* Without a key nobody can safely retry a COMMIT whose answer was lost: the reply says the outcome is unknown. */
+/* Without a key nobody can safely retry a COMMIT whose answer was lost: the reply says the outcome is
+ * unknown. */
 Test(faults, a_lost_commit_reply_without_a_key_is_outcome_unknown)
 {
 	struct serverenv s;
@@ -369,7 +375,8 @@ Test(faults, a_frozen_database_gives_503_in_time_and_the_abandoned_checkout_neve
 	cr_expect_eq(testenv_query_long(s.conn, "SELECT count(*) FROM orders"), 1,
 		     "the checkout abandoned at its deadline committed later");
 	checkout_now(&s, "k-frozen", &c);
-	cr_expect_eq(c.r.status, 201, "after the freeze the retry got %ld %s", c.r.status, problem_type(&c.r));
+	cr_expect_eq(c.r.status, 201, "after the freeze the retry got %ld %s", c.r.status,
+		     problem_type(&c.r));
 	http_response_free(&c.r);
 	http_response_free(&ready);
 	http_response_free(&alive);
@@ -389,7 +396,8 @@ Test(faults, a_request_head_sent_byte_by_byte_is_closed_at_the_head_deadline)
 	addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	cr_assert_eq(connect(fd, (struct sockaddr *)&addr, sizeof(addr)), 0);
 
-	const char *head = "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+	const char *head =
+	    "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 	double t0 = now_s(), closed_after = -1;
 	int served = 0;
 	for (size_t i = 0; head[i] && now_s() - t0 < 8.0; i++) {
