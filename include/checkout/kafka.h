@@ -19,6 +19,6 @@ rd_kafka_conf_t *kafka_conf_new(const struct config *cfg) __attribute__((warn_un
  * Set one property; on failure logs the reason and returns false.
  */
 bool kafka_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value)
-    __attribute__((warn_unused_result));
+	__attribute__((warn_unused_result));
 
 #endif

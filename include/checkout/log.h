@@ -20,7 +20,7 @@ void log_init(const char *program, enum log_level level, enum log_format format)
  * UTF-8 are written as "\xff" in both. The message is cut at 2047 bytes.
  */
 void log_msg(enum log_level level, const char *ctx, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+	__attribute__((format(printf, 3, 4)));
 
 #define log_debug(...) log_msg(LOG_DEBUG, NULL, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_INFO, NULL, __VA_ARGS__)

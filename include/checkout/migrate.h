@@ -14,6 +14,6 @@
  * on success; otherwise false with a one-line reason in err.
  */
 bool migrate_run(PGconn *conn, const char *dir, int *applied, char *err, size_t errlen)
-    __attribute__((warn_unused_result));
+	__attribute__((warn_unused_result));
 
 #endif
