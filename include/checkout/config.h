@@ -36,7 +36,7 @@ struct config {
 	char *database_url; /* empty: libpq defaults (PG* variables) */
 	char *kafka_brokers;
 	char *orders_topic;
-	int log_level;	/* enum log_level */
+	int log_level;  /* enum log_level */
 	int log_format; /* enum log_format */
 	int db_wait_seconds;
 
@@ -100,7 +100,7 @@ struct config {
 
 enum config_result {
 	CONFIG_OK,
-	CONFIG_EXIT_OK,	   /* --help was printed: exit 0 */
+	CONFIG_EXIT_OK,    /* --help was printed: exit 0 */
 	CONFIG_EXIT_ERROR, /* a problem was printed: exit non-zero */
 };
 
@@ -112,8 +112,8 @@ enum config_result {
  * help and returns CONFIG_EXIT_OK. The caller owns cfg and must call
  * config_free() whatever the result.
  */
-enum config_result config_load(struct config *cfg, unsigned program, const char *name, int argc, char **argv)
-    __attribute__((warn_unused_result));
+enum config_result config_load(struct config *cfg, unsigned program, const char *name, int argc,
+			       char **argv) __attribute__((warn_unused_result));
 
 /* Free the strings of cfg. Safe on a zeroed struct and safe to call twice. */
 void config_free(struct config *cfg);

@@ -82,7 +82,8 @@ struct db_pool;
  * when out of memory.
  */
 struct db_pool *db_pool_create(const char *url, int size, const struct db_stmt *const *stmts,
-			       const char *options) __attribute__((warn_unused_result));
+			       const char *options)
+    __attribute__((warn_unused_result));
 
 /*
  * Take a connection, waiting up to wait_ms (and no later than the fiber's
@@ -95,8 +96,7 @@ struct db_pool *db_pool_create(const char *url, int size, const struct db_stmt *
 PGconn *db_pool_acquire(struct db_pool *pool, int wait_ms, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 
-/* Give a connection back (to the first waiter, if any). If it is broken or mid-transaction it is closed.
- * Accepts NULL. */
+/* Give a connection back (to the first waiter, if any). If it is broken or mid-transaction it is closed. Accepts NULL. */
 void db_pool_release(struct db_pool *pool, PGconn *conn);
 
 /* Number of acquires that had to wait for a free connection, since start. */

@@ -142,8 +142,8 @@ struct fiber {
 	int64_t deadline;	   /* monotonic ns of its timer; 0 when none */
 	int timer_slot;		   /* index in the timer heap; -1 when none */
 	int revents;		   /* what fiber_wait_fd saw */
-	int64_t limit; /* monotonic ns by which every wait ends (fiber_set_deadline_ms); 0: none */
-	bool woken;    /* handed the turn by fiber_queue_wake_one */
+	int64_t limit;		   /* monotonic ns by which every wait ends (fiber_set_deadline_ms); 0: none */
+	bool woken;		   /* handed the turn by fiber_queue_wake_one */
 	bool done;
 };
 

@@ -9,13 +9,12 @@
 
 const struct db_stmt idempotency_stmts[] = {
     /* a fresh key, or one past its 24 hours: this transaction takes it */
-    {"idempotency_claim",
-     "INSERT INTO idempotency_keys AS k (key, request_hash) VALUES ($1, " HASH ") "
-     "ON CONFLICT (key) DO UPDATE SET request_hash = EXCLUDED.request_hash, status = NULL, "
-     "  response_body = NULL, location = NULL, created_at = now(), "
-     "  expires_at = now() + interval '24 hours' "
-     "WHERE k.expires_at < now() "
-     "RETURNING 1"},
+    {"idempotency_claim", "INSERT INTO idempotency_keys AS k (key, request_hash) VALUES ($1, " HASH ") "
+			  "ON CONFLICT (key) DO UPDATE SET request_hash = EXCLUDED.request_hash, status = NULL, "
+			  "  response_body = NULL, location = NULL, created_at = now(), "
+			  "  expires_at = now() + interval '24 hours' "
+			  "WHERE k.expires_at < now() "
+			  "RETURNING 1"},
     {"idempotency_store", "UPDATE idempotency_keys SET status = $2, response_body = $3, location = $4 "
 			  "WHERE key = $1"},
     {"idempotency_lookup", "SELECT request_hash = " HASH ", status, response_body, location "
@@ -37,8 +36,7 @@ enum idempotency_lookup idempotency_lookup(PGconn *conn, const char *key, const 
 	memset(stored, 0, sizeof(*stored));
 	PGresult *res = db_exec_prepared(conn, "idempotency_lookup", 2, params);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		snprintf(err, errlen, "%.*s",
-			 (int)strcspn(res ? PQresultErrorMessage(res) : PQerrorMessage(conn), "\n"),
+		snprintf(err, errlen, "%.*s", (int)strcspn(res ? PQresultErrorMessage(res) : PQerrorMessage(conn), "\n"),
 			 res ? PQresultErrorMessage(res) : PQerrorMessage(conn));
 		goto out;
 	}

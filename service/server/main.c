@@ -27,8 +27,7 @@ static void analyze_at_start(struct db_pool *pool)
 {
 	char err[256] = "";
 	PGconn *conn = db_pool_acquire(pool, HTTP_DB_WAIT_MS, err, sizeof(err));
-	if (!conn ||
-	    !db_command(conn, "ANALYZE products, limit_groups, order_lines, orders", err, sizeof(err)))
+	if (!conn || !db_command(conn, "ANALYZE products, limit_groups, order_lines, orders", err, sizeof(err)))
 		log_warn("ANALYZE at start failed (continuing): %s", err);
 	db_pool_release(pool, conn);
 }
@@ -54,8 +53,7 @@ static void purge_expired_keys(struct server *srv)
 			deleted = strtol(PQcmdTuples(res), NULL, 10);
 			total += deleted;
 		} else {
-			snprintf(err, sizeof(err), "%s",
-				 res ? PQresultErrorMessage(res) : PQerrorMessage(conn));
+			snprintf(err, sizeof(err), "%s", res ? PQresultErrorMessage(res) : PQerrorMessage(conn));
 			deleted = -1;
 		}
 		PQclear(res);

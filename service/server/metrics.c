@@ -38,8 +38,7 @@ static const char *const outcome_names[OUTCOME_COUNT] = {
 
 const char *metrics_outcome_name(enum metrics_outcome outcome)
 {
-	return outcome >= 0 && outcome < OUTCOME_COUNT && outcome_names[outcome] ? outcome_names[outcome]
-										 : "other";
+	return outcome >= 0 && outcome < OUTCOME_COUNT && outcome_names[outcome] ? outcome_names[outcome] : "other";
 }
 
 static const double buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
