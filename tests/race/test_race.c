@@ -57,7 +57,7 @@ static int rounds(void)
 static void servers_start(int n, const char *db, const char *isolation, const char *pause_ms, const char *hot,
 			  char *urls, size_t urlslen)
 {
-	static char env[2][8][128];
+	static char env[2][9][128];
 	static char listen[2][64];
 	size_t used = 0;
 
@@ -74,8 +74,10 @@ static void servers_start(int n, const char *db, const char *isolation, const ch
 		/* retries must not run out, so "exactly S admitted" holds */
 		snprintf(env[i][5], sizeof(env[i][5]), "MAX_RETRIES=200");
 		snprintf(env[i][6], sizeof(env[i][6]), "LOG_LEVEL=warn");
-		const char *envp[] = {env[i][0], env[i][1], env[i][2], env[i][3],
-				      env[i][4], env[i][5], env[i][6], NULL};
+		/* nor the request's deadline (5 s by default; the sanitizer build on a busy machine is slow) */
+		snprintf(env[i][7], sizeof(env[i][7]), "REQUEST_TIMEOUT_MS=60000");
+		const char *envp[] = {env[i][0], env[i][1], env[i][2], env[i][3], env[i][4],
+				      env[i][5], env[i][6], env[i][7], NULL};
 		const char *args[] = {"--listen", listen[i], NULL};
 		testenv_spawn(&servers[i], "checkout-server", args, envp);
 		cr_assert(testenv_wait_port(port, 15000), "checkout-server did not start; see %s",
