@@ -44,17 +44,17 @@ function setState(state, text) {
   document.body.classList.toggle('stale', state === 'disconnected');
 }
 
-// Replace a table's body with rows of cells: [text, isNumber].
+// Replace a table's body with rows of cells: [text, className] ('num' right-aligns).
 function fillTable(id, rows) {
   const body = $(id).tBodies[0];
   const fresh = document.createElement('tbody');
   for (const cells of rows) {
     const tr = document.createElement('tr');
-    cells.forEach(([text, num], i) => {
+    cells.forEach(([text, klass], i) => {
       const td = document.createElement(i === 0 ? 'th' : 'td');
       if (i === 0) td.scope = 'row';
       td.textContent = text;
-      if (num) td.className = 'num';
+      if (klass) td.className = klass;
       tr.appendChild(td);
     });
     fresh.appendChild(tr);
@@ -72,17 +72,18 @@ function svgEl(name, attrs, text) {
 }
 
 // Bars for the 60 minutes ending with the current one; values maps epoch minute -> number.
-function barChart(id, values, nowMinute, width, height, klass, label) {
+// label(v) names a value with its unit (bar tooltips); axis(v) is the short form on the axis.
+function barChart(id, values, nowMinute, width, height, klass, label, axis) {
   const svg = $(id);
-  const left = 44, bottom = 18, top = 8, slots = 60;
+  const left = 52, bottom = 18, top = 8, slots = 60;
   const plotW = width - left - 4, plotH = height - top - bottom;
   let max = 0;
   for (const v of values.values()) max = Math.max(max, v);
   const scale = max > 0 ? max : 1;
   const nodes = [];
   nodes.push(svgEl('line', { class: 'axis', x1: left, y1: top + plotH, x2: width - 4, y2: top + plotH }));
-  nodes.push(svgEl('text', { x: left - 4, y: top + 9, 'text-anchor': 'end' }, label(max)));
-  nodes.push(svgEl('text', { x: left - 4, y: top + plotH, 'text-anchor': 'end' }, label(0)));
+  nodes.push(svgEl('text', { x: left - 4, y: top + 9, 'text-anchor': 'end' }, axis(max)));
+  nodes.push(svgEl('text', { x: left - 4, y: top + plotH, 'text-anchor': 'end' }, axis(0)));
   const barW = plotW / slots;
   for (let i = 0; i < slots; i++) {
     const minute = nowMinute - (slots - 1 - i);
@@ -105,7 +106,7 @@ function render(s) {
   if (s.totals) {
     setText('total-orders', count(s.totals.orders, 'order', 'orders'));
     setText('total-units', count(s.totals.units, 'unit', 'units'));
-    setText('total-revenue', money(s.totals.revenue_cents) + ' revenue');
+    setText('total-revenue', money(s.totals.revenue_cents));
   }
   if (s.minutes) {
     const orders = new Map(), revenue = new Map();
@@ -113,19 +114,20 @@ function render(s) {
       orders.set(m.minute / 60, m.orders);
       revenue.set(m.minute / 60, m.revenue_cents);
     }
-    barChart('orders-chart', orders, nowMinute, 600, 160, 'orders', (v) => count(v, 'order', 'orders'));
-    barChart('revenue-chart', revenue, nowMinute, 600, 160, 'revenue', (v) => money(v));
+    barChart('orders-chart', orders, nowMinute, 600, 160, 'orders', (v) => count(v, 'order', 'orders'),
+      (v) => numberFormat.format(v));
+    barChart('revenue-chart', revenue, nowMinute, 600, 160, 'revenue', (v) => money(v) + ' revenue', money);
     setText('minute-orders', count(orders.get(nowMinute) || 0, 'order', 'orders'));
     setText('minute-revenue', money(revenue.get(nowMinute) || 0) + ' revenue');
   }
   if (s.top_skus) {
-    fillTable('top-skus', s.top_skus.map((t) => [[t.sku], [count(t.units, 'unit', 'units'), true],
-      [money(t.revenue_cents), true]]));
+    fillTable('top-skus', s.top_skus.map((t) => [[t.sku], [count(t.units, 'unit', 'units'), 'num'],
+      [money(t.revenue_cents), 'num']]));
   }
   setText('low-threshold', 'at or below ' + count(s.low_stock_threshold, 'unit', 'units'));
   if (s.low_stock) {
-    fillTable('low-stock', s.low_stock.map((t) => [[t.sku], [count(t.stock, 'unit', 'units'), true],
-      [count(t.units_sold, 'unit', 'units'), true]]));
+    fillTable('low-stock', s.low_stock.map((t) => [[t.sku], [count(t.stock, 'unit', 'units'), 'num'],
+      [count(t.units_sold, 'unit', 'units'), 'num']]));
   }
   renderPipeline(s);
   renderOutcomes(s, nowMinute);
@@ -135,14 +137,14 @@ function renderPipeline(s) {
   const k = s.kafka || {};
   showNote('kafka-error', k.error ? 'Kafka: ' + k.error : '');
   fillTable('lag', (k.groups || []).map((g) => [[g.group],
-    [g.error ? 'unknown (' + g.error + ')' : count(g.lag, 'event', 'events') + ' behind', true]]));
+    [g.error ? 'unknown (' + g.error + ')' : count(g.lag, 'event', 'events') + ' behind', 'num']]));
   if (s.relay) {
     setText('relay-pending', count(s.relay.pending, 'outbox row', 'outbox rows') + ' not yet published');
     setText('relay-oldest', s.relay.pending > 0 ? '(oldest waiting ' + seconds(s.relay.oldest_seconds) + ')' : '');
   }
   if (s.workers) {
-    fillTable('workers', s.workers.map((w) => [[w.worker], [count(w.dead_letters, 'message', 'messages'), true],
-      [w.last_event ? w.last_event + ', ' + seconds(Math.max(0, w.ago_seconds)) + ' ago' : 'none yet']]));
+    fillTable('workers', s.workers.map((w) => [[w.worker], [count(w.dead_letters, 'message', 'messages'), 'num'],
+      [w.last_event ? seconds(Math.max(0, w.ago_seconds)) + ' ago (' + w.last_event + ')' : 'none yet', 'id']]));
   }
 }
 
@@ -151,11 +153,12 @@ function renderOutcomes(s, nowMinute) {
   showNote('metrics-error', c.error ? 'Server metrics (' + c.url + '): ' + c.error : '');
   const minutes = c.minutes || [];
   const admitted = new Map(minutes.map((m) => [m.minute / 60, m.admitted]));
-  barChart('outcomes-chart', admitted, nowMinute, 600, 120, 'orders', (v) => count(v, 'admitted', 'admitted'));
+  barChart('outcomes-chart', admitted, nowMinute, 600, 120, 'orders', (v) => count(v, 'checkout', 'checkouts') + ' admitted',
+    (v) => numberFormat.format(v));
   const recent = minutes.slice(-5).reverse();
-  fillTable('outcomes', recent.map((m) => [[minuteLabel(m.minute)], [count(m.admitted, 'checkout', 'checkouts'), true],
-    [count(m.out_of_stock, 'checkout', 'checkouts'), true], [count(m.purchase_limit, 'checkout', 'checkouts'), true],
-    [count(m.unavailable, 'answer', 'answers'), true], [count(m.serialization_retries, 'retry', 'retries'), true]]));
+  fillTable('outcomes', recent.map((m) => [[minuteLabel(m.minute)], [numberFormat.format(m.admitted), 'num'],
+    [numberFormat.format(m.out_of_stock), 'num'], [numberFormat.format(m.purchase_limit), 'num'],
+    [numberFormat.format(m.unavailable), 'num'], [numberFormat.format(m.serialization_retries), 'num']]));
   if (c.since_start) {
     setText('retries-total', 'Serialization retries: ' + count(c.since_start.serialization_retries, 'retry', 'retries') +
       ' since the dashboard started, ' + count(c.since_start.server_serialization_retries, 'retry', 'retries') +
