@@ -23,7 +23,8 @@ bool httpd_listen_addr(const char *setting, const char *listen, struct sockaddr_
 /*
  * Queue an answer of len bytes from body (copied) with the given status and
  * Content-Type, plus Cache-Control: no-store, X-Content-Type-Options:
- * nosniff and a Content-Security-Policy allowing only the same origin. Returns MHD's result (MHD_NO: close the connection).
+ * nosniff and a Content-Security-Policy allowing only the same origin. Returns MHD's result (MHD_NO: close
+ * the connection).
  */
 enum MHD_Result httpd_reply(struct MHD_Connection *conn, unsigned status, const char *type, const void *body,
 			    size_t len);

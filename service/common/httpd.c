@@ -46,7 +46,8 @@ enum MHD_Result httpd_reply(struct MHD_Connection *conn, unsigned status, const 
 	MHD_add_response_header(resp, "Cache-Control", "no-store");
 	MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
 	/* a page served this way loads nothing from elsewhere and runs no inline script */
-	MHD_add_response_header(resp, "Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'");
+	MHD_add_response_header(resp, "Content-Security-Policy",
+				"default-src 'self'; frame-ancestors 'none'");
 	enum MHD_Result ret = MHD_queue_response(conn, status, resp);
 	MHD_destroy_response(resp);
 	return ret;

@@ -48,7 +48,8 @@ static const struct db_stmt dashboard_stmts[] = {
      "   'oldest_seconds', coalesce(extract(epoch FROM now() - min(created_at)), 0))"
      "   FROM public.outbox WHERE published_at IS NULL),"
      " 'workers', json_build_array("
-     "   (SELECT json_build_object('worker', 'email', 'dead_letters', (SELECT count(*) FROM email.dead_letters),"
+     "   (SELECT json_build_object('worker', 'email', 'dead_letters', (SELECT count(*) FROM "
+     "email.dead_letters),"
      "     'last_event', i.event_id, 'ago_seconds', extract(epoch FROM now() - i.applied_at))"
      "     FROM (SELECT 1) one LEFT JOIN LATERAL (SELECT event_id, applied_at FROM email.inbox"
      "     ORDER BY event_id DESC LIMIT 1) i ON true),"
@@ -74,8 +75,8 @@ static const char *const series_keys[N_SERIES] = {
     "checkout_http_requests_total{route=\"/v1/checkout\",status=\"503\"}",
     "checkout_serialization_retries_total",
 };
-static const char *const series_names[N_SERIES] = {"admitted", "out_of_stock", "purchase_limit", "unavailable",
-						   "serialization_retries"};
+static const char *const series_names[N_SERIES] = {"admitted", "out_of_stock", "purchase_limit",
+						   "unavailable", "serialization_retries"};
 
 /* The collector thread's own resources; only it touches them. */
 struct collector {
@@ -190,7 +191,8 @@ static bool collector_open_kafka(struct dashboard *d)
 	if (!groups)
 		return false;
 	c->meta = kafka_handle(d->cfg, NULL);
-	for (char *g = strtok_r(groups, ", ", &save); g && c->n_groups < MAX_GROUPS; g = strtok_r(NULL, ", ", &save)) {
+	for (char *g = strtok_r(groups, ", ", &save); g && c->n_groups < MAX_GROUPS;
+	     g = strtok_r(NULL, ", ", &save)) {
 		c->group_names[c->n_groups] = strdup(g);
 		c->groups[c->n_groups] = kafka_handle(d->cfg, g);
 		if (!c->group_names[c->n_groups] || !c->groups[c->n_groups]) {
@@ -233,7 +235,9 @@ static json_t *collect_lag(struct dashboard *d)
 		partitions = md->topics[0].partition_cnt;
 	else
 		snprintf(error, sizeof(error), "topic %s: %s", topic,
-			 rd_kafka_err2str(err ? err : md->topic_cnt == 1 ? md->topics[0].err : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC));
+			 rd_kafka_err2str(err		       ? err
+					  : md->topic_cnt == 1 ? md->topics[0].err
+							       : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC));
 	if (md)
 		rd_kafka_metadata_destroy(md);
 	if (t)
@@ -244,7 +248,8 @@ static json_t *collect_lag(struct dashboard *d)
 	for (int p = 0; p < partitions && !error[0]; p++) {
 		err = rd_kafka_query_watermark_offsets(c->meta, topic, p, &lo[p], &hi[p], KAFKA_TIMEOUT_MS);
 		if (err)
-			snprintf(error, sizeof(error), "watermarks of %s/%d: %s", topic, p, rd_kafka_err2str(err));
+			snprintf(error, sizeof(error), "watermarks of %s/%d: %s", topic, p,
+				 rd_kafka_err2str(err));
 		end_total += hi[p];
 	}
 	if (error[0]) {
@@ -305,7 +310,8 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
 static double metric_value(const char *text, const char *key)
 {
 	size_t keylen = strlen(key);
-	for (const char *line = text; line && *line; line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
+	for (const char *line = text; line && *line;
+	     line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
 		if (!strncmp(line, key, keylen) && line[keylen] == ' ')
 			return strtod(line + keylen + 1, NULL);
 	}
@@ -371,7 +377,8 @@ static json_t *collect_checkout(struct dashboard *d)
 	json_t *totals = json_object(), *minutes = json_array();
 	for (int s = 0; s < N_SERIES; s++)
 		json_object_set_new(totals, series_names[s], json_integer((json_int_t)c->total[s]));
-	json_object_set_new(totals, "server_serialization_retries", json_integer((json_int_t)c->prev[S_RETRIES]));
+	json_object_set_new(totals, "server_serialization_retries",
+			    json_integer((json_int_t)c->prev[S_RETRIES]));
 	for (long long m = minute - MINUTES + 1; m <= minute; m++) {
 		int i = (int)(m % MINUTES);
 		if (c->minute_of[i] != m)
@@ -379,7 +386,8 @@ static json_t *collect_checkout(struct dashboard *d)
 		json_t *row = json_object();
 		json_object_set_new(row, "minute", json_integer(m * 60));
 		for (int s = 0; s < N_SERIES; s++)
-			json_object_set_new(row, series_names[s], json_integer((json_int_t)c->per_minute[i][s]));
+			json_object_set_new(row, series_names[s],
+					    json_integer((json_int_t)c->per_minute[i][s]));
 		json_array_append_new(minutes, row);
 	}
 	json_object_set_new(out, "since_start", totals);
@@ -488,7 +496,8 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max)
 		int n;
 		if (d->seq != s->seq && d->snapshot) {
 			/* retry: the browser reconnects a second after the stream drops */
-			n = asprintf(&s->buf, "%sdata: %s\n\n", s->started ? "" : "retry: 1000\n", d->snapshot);
+			n = asprintf(&s->buf, "%sdata: %s\n\n", s->started ? "" : "retry: 1000\n",
+				     d->snapshot);
 			s->seq = d->seq;
 			s->started = true;
 		} else {
@@ -553,8 +562,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		if (!s)
 			return MHD_NO;
 		s->d = d;
-		struct MHD_Response *resp =
-		    MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, stream_read, s, stream_free);
+		struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024,
+									      stream_read, s, stream_free);
 		if (!resp) {
 			free(s);
 			return MHD_NO;
@@ -610,13 +619,14 @@ struct dashboard *dashboard_start(const struct config *cfg, char *err, size_t er
 	d->thread_started = true;
 	/* a thread per connection, so that a stream may wait for the next snapshot;
 	 * bounded in number, and each closed when it has sent nothing for 30 s */
-	d->daemon = MHD_start_daemon(
-	    MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL, 0, NULL, NULL,
-	    on_request, d, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_CONNECTION_LIMIT,
-	    (unsigned)64, MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)32, MHD_OPTION_CONNECTION_TIMEOUT,
-	    (unsigned)30, MHD_OPTION_END);
+	d->daemon =
+	    MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL,
+			     0, NULL, NULL, on_request, d, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+			     MHD_OPTION_CONNECTION_LIMIT, (unsigned)64, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+			     (unsigned)32, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_END);
 	if (!d->daemon) {
-		snprintf(err, errlen, "cannot serve the dashboard on %s: %s", cfg->dashboard_listen, strerror(errno));
+		snprintf(err, errlen, "cannot serve the dashboard on %s: %s", cfg->dashboard_listen,
+			 strerror(errno));
 		dashboard_stop(d);
 		return NULL;
 	}

@@ -52,7 +52,8 @@ static void driver_start(void)
 	snprintf(script, sizeof(script), "%s/tests/dashboard/drive.mjs", CHECKOUT_SOURCE_DIR);
 	mkdir(CHECKOUT_TEST_TMP, 0755);
 	snprintf(driver.name, sizeof(driver.name), "drive.mjs");
-	snprintf(driver.log_path, sizeof(driver.log_path), "%s/drive.%d.log", CHECKOUT_TEST_TMP, (int)getpid());
+	snprintf(driver.log_path, sizeof(driver.log_path), "%s/drive.%d.log", CHECKOUT_TEST_TMP,
+		 (int)getpid());
 	cr_assert(pipe2(to_child, O_CLOEXEC) == 0 && pipe2(from_child, O_CLOEXEC) == 0);
 	fflush(NULL);
 	pid_t pid = fork();
@@ -94,10 +95,12 @@ static json_t *driver_call(const char *fmt, ...)
 	clock_gettime(CLOCK_MONOTONIC, &start);
 	for (;;) {
 		clock_gettime(CLOCK_MONOTONIC, &now);
-		long left = 30000 - ((now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000);
+		long left =
+		    30000 - ((now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000);
 		struct pollfd pfd = {.fd = driver_out, .events = POLLIN};
-		cr_assert(left > 0 && poll(&pfd, 1, (int)left) == 1, "the browser driver did not answer '%.*s' in 30 s; see %s",
-			  (int)strcspn(cmd, "\n"), cmd, driver.log_path);
+		cr_assert(left > 0 && poll(&pfd, 1, (int)left) == 1,
+			  "the browser driver did not answer '%.*s' in 30 s; see %s", (int)strcspn(cmd, "\n"),
+			  cmd, driver.log_path);
 		ssize_t n = read(driver_out, line + used, 1);
 		cr_assert(n == 1, "the browser driver exited; see %s", driver.log_path);
 		if (line[used] == '\n')
@@ -108,7 +111,8 @@ static json_t *driver_call(const char *fmt, ...)
 	json_error_t jerr;
 	json_t *answer = json_loads(line, 0, &jerr);
 	cr_assert(answer, "the driver answered no JSON: %s", line);
-	cr_assert(json_is_true(json_object_get(answer, "ok")), "'%.*s': %s", (int)strcspn(cmd, "\n"), cmd, line);
+	cr_assert(json_is_true(json_object_get(answer, "ok")), "'%.*s': %s", (int)strcspn(cmd, "\n"), cmd,
+		  line);
 	return answer;
 }
 
@@ -169,11 +173,11 @@ static bool shows_the_orders(json_t *p)
 	json_t *email = page_row(p, "lag", "checkout-email");
 	json_t *inventory = page_row(p, "lag", "checkout-inventory");
 	json_t *outcome = json_array_get(json_object_get(p, "outcomes"), 0);
-	return !strcmp(page_text(p, "total_orders"), "4 orders") && !strcmp(page_text(p, "total_units"), "10 units") &&
-	       !strcmp(page_text(p, "total_revenue"), "55.00") && low &&
-	       !strcmp(cell(low, 1), "4 units") && !strcmp(cell(email, 1), "4 events behind") &&
-	       !strcmp(cell(inventory, 1), "0 events behind") && !strcmp(cell(outcome, 1), "4") &&
-	       !strcmp(cell(outcome, 2), "1");
+	return !strcmp(page_text(p, "total_orders"), "4 orders") &&
+	       !strcmp(page_text(p, "total_units"), "10 units") &&
+	       !strcmp(page_text(p, "total_revenue"), "55.00") && low && !strcmp(cell(low, 1), "4 units") &&
+	       !strcmp(cell(email, 1), "4 events behind") && !strcmp(cell(inventory, 1), "0 events behind") &&
+	       !strcmp(cell(outcome, 1), "4") && !strcmp(cell(outcome, 2), "1");
 }
 
 static bool is_disconnected(json_t *p)
@@ -191,7 +195,8 @@ static void checkout(const char *api, const char *customer, const char *sku, int
 	char body[256];
 	struct http_response r;
 	snprintf(body, sizeof(body),
-		 "{\"customer_id\":\"%s\",\"email\":\"%s@example.com\",\"items\":[{\"sku\":\"%s\",\"quantity\":%d}]}",
+		 "{\"customer_id\":\"%s\",\"email\":\"%s@example.com\",\"items\":[{\"sku\":\"%s\","
+		 "\"quantity\":%d}]}",
 		 customer, customer, sku, quantity);
 	cr_assert(http_call("POST", api, NULL, body, &r));
 	cr_assert_eq(r.status, want_status, "%s -> %ld: %s", body, r.status, r.body);
@@ -220,7 +225,8 @@ Test(dashboard, shows_orders_low_stock_lag_and_outcomes_live_and_survives_an_ana
 	snprintf(listen_env, sizeof(listen_env), "LISTEN=127.0.0.1:%d", port);
 	snprintf(dash_env, sizeof(dash_env), "DASHBOARD_LISTEN=127.0.0.1:%d", dash_port);
 	snprintf(metrics_env, sizeof(metrics_env), "SERVER_METRICS_URL=http://127.0.0.1:%d/metrics", port);
-	const char *env[] = {db_env, brokers_env, listen_env, dash_env, metrics_env, "LOW_STOCK_THRESHOLD=5", NULL};
+	const char *env[] = {db_env, brokers_env, listen_env, dash_env, metrics_env, "LOW_STOCK_THRESHOLD=5",
+			     NULL};
 	snprintf(api, sizeof(api), "http://127.0.0.1:%d/v1/checkout", port);
 	snprintf(page, sizeof(page), "http://127.0.0.1:%d/", dash_port);
 
@@ -228,7 +234,8 @@ Test(dashboard, shows_orders_low_stock_lag_and_outcomes_live_and_survives_an_ana
 	testenv_spawn(&procs[RELAY], "checkout-relay", NULL, env);
 	testenv_spawn(&procs[INVENTORY], "checkout-inventory", NULL, env);
 	testenv_spawn(&procs[ANALYTICS], "checkout-analytics", NULL, env);
-	cr_assert(testenv_wait_port(port, 10000), "the server did not listen; see %s", procs[SERVER].log_path);
+	cr_assert(testenv_wait_port(port, 10000), "the server did not listen; see %s",
+		  procs[SERVER].log_path);
 	cr_assert(testenv_wait_port(dash_port, 10000), "the dashboard did not listen; see %s",
 		  procs[ANALYTICS].log_path);
 	cr_assert(testenv_wait_log(&procs[INVENTORY], "joined the group", 20000), "see %s",
@@ -249,7 +256,7 @@ Test(dashboard, shows_orders_low_stock_lag_and_outcomes_live_and_survives_an_ana
 		snprintf(customer, sizeof(customer), "tee-%d", i);
 		checkout(api, customer, "dash-tee", 2, 201);
 	}
-	checkout(api, "poster", "dash-poster", 4, 201); /* stock 8 -> 4: at or below 5 */
+	checkout(api, "poster", "dash-poster", 4, 201);	 /* stock 8 -> 4: at or below 5 */
 	checkout(api, "greedy", "dash-poster", 50, 409); /* out of stock */
 
 	seen = wait_page(shows_the_orders, 10000, &held);
@@ -266,10 +273,12 @@ Test(dashboard, shows_orders_low_stock_lag_and_outcomes_live_and_survives_an_ana
 	cr_expect_str_eq(cell(top, 2), "15.00", "%s", text);
 	cr_expect(page_row(p, "low_stock", "dash-tee") == NULL, "dash-tee has 94 left: %s", text);
 	cr_expect_str_eq(page_text(p, "low_threshold"), "at or below 5 units", "%s", text);
-	cr_expect_eq(json_integer_value(json_object_get(p, "order_bars")), 1, "one minute with orders: %s", text);
+	cr_expect_eq(json_integer_value(json_object_get(p, "order_bars")), 1, "one minute with orders: %s",
+		     text);
 	cr_expect_eq(json_array_size(json_object_get(p, "errors")), 0, "no panel shows an error: %s", text);
 	cr_expect_eq(json_array_size(json_object_get(seen, "page_errors")), 0, "no script error: %s", text);
-	cr_expect_not(json_is_true(json_object_get(p, "overflow")), "no sideways scrolling at 1280x800: %s", text);
+	cr_expect_not(json_is_true(json_object_get(p, "overflow")), "no sideways scrolling at 1280x800: %s",
+		      text);
 	free(text);
 	json_decref(seen);
 
@@ -314,8 +323,8 @@ Test(dashboard, answers_only_what_it_serves)
 	int dash_port = testenv_free_port();
 	snprintf(dash_env, sizeof(dash_env), "DASHBOARD_LISTEN=127.0.0.1:%d", dash_port);
 	/* no broker and no server: the page still answers, and says what it cannot reach */
-	const char *env[] = {db_env, dash_env, "KAFKA_BROKERS=127.0.0.1:1", "SERVER_METRICS_URL=http://127.0.0.1:1/metrics",
-			     NULL};
+	const char *env[] = {db_env, dash_env, "KAFKA_BROKERS=127.0.0.1:1",
+			     "SERVER_METRICS_URL=http://127.0.0.1:1/metrics", NULL};
 	testenv_spawn(&procs[ANALYTICS], "checkout-analytics", NULL, env);
 	cr_assert(testenv_wait_port(dash_port, 10000), "see %s", procs[ANALYTICS].log_path);
 
@@ -349,7 +358,8 @@ Test(dashboard, answers_only_what_it_serves)
 	cr_assert_eq(r.status, 200, "%s", r.body);
 	cr_expect(json_object_get(json_object_get(r.json, "kafka"), "error"), "%s", r.body);
 	cr_expect(json_object_get(json_object_get(r.json, "checkout"), "error"), "%s", r.body);
-	cr_expect_eq(json_integer_value(json_object_get(json_object_get(r.json, "totals"), "orders")), 0, "%s", r.body);
+	cr_expect_eq(json_integer_value(json_object_get(json_object_get(r.json, "totals"), "orders")), 0,
+		     "%s", r.body);
 	http_response_free(&r);
 
 	free(db);

@@ -75,7 +75,7 @@ function svgEl(name, attrs, text) {
 // label(v) names a value with its unit (bar tooltips); axis(v) is the short form on the axis.
 function barChart(id, values, nowMinute, width, height, klass, label, axis) {
   const svg = $(id);
-  const left = 52, bottom = 18, top = 8, slots = 60;
+  const left = 70, bottom = 18, top = 8, slots = 60;
   const plotW = width - left - 4, plotH = height - top - bottom;
   let max = 0;
   for (const v of values.values()) max = Math.max(max, v);
@@ -116,7 +116,8 @@ function render(s) {
     }
     barChart('orders-chart', orders, nowMinute, 600, 160, 'orders', (v) => count(v, 'order', 'orders'),
       (v) => numberFormat.format(v));
-    barChart('revenue-chart', revenue, nowMinute, 600, 160, 'revenue', (v) => money(v) + ' revenue', money);
+    barChart('revenue-chart', revenue, nowMinute, 600, 160, 'revenue', (v) => money(v) + ' revenue',
+      (v) => numberFormat.format(Math.round(v / 100)));
     setText('minute-orders', count(orders.get(nowMinute) || 0, 'order', 'orders'));
     setText('minute-revenue', money(revenue.get(nowMinute) || 0) + ' revenue');
   }
