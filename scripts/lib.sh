@@ -6,7 +6,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CHECKOUT_PACKAGES="build-essential cmake pkg-config clang libclang-rt-14-dev
   libpq-dev libmicrohttpd-dev libjansson-dev librdkafka-dev libcriterion-dev
   libcurl4-openssl-dev postgresql postgresql-client-15 postgresql-common
-  docker-compose kcat gnuplot-nox curl procps iproute2"
+  docker-compose kcat gnuplot-nox curl procps iproute2
+  chromium nodejs"
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
@@ -21,10 +22,26 @@ deps_install() {
 	for p in $CHECKOUT_PACKAGES; do
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 	done
-	[ ${#missing[@]} -eq 0 ] && return 0
-	say "installing ${missing[*]}"
-	as_root apt-get update -q
-	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+	# npm: Debian's package, unless node came with its own (nodesource's nodejs conflicts with it)
+	command -v npm >/dev/null || missing+=(npm)
+	if [ ${#missing[@]} -gt 0 ]; then
+		say "installing ${missing[*]}"
+		as_root apt-get update -q
+		as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+	fi
+	deps_npm
+}
+
+# The browser test's tooling (tests/dashboard: puppeteer-core, pinned in its
+# package-lock.json), installed again only when the lock file changed.
+deps_npm() {
+	local dir=$ROOT/tests/dashboard
+	[ -f "$dir/package-lock.json" ] || return 0
+	if ! cmp -s "$dir/package-lock.json" "$dir/node_modules/.installed-lock.json" 2>/dev/null; then
+		say "installing the dashboard test's tooling (npm ci in tests/dashboard)"
+		(cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+		cp "$dir/package-lock.json" "$dir/node_modules/.installed-lock.json"
+	fi
 }
 
 # build DIR [cmake args...]: configure (always: programs and test folders are

@@ -96,6 +96,11 @@ struct config {
 
 	/* relay: Prometheus endpoint ("" = off) */
 	char *metrics_listen;
+
+	/* analytics: the live dashboard ("" = off) */
+	char *dashboard_listen;
+	char *server_metrics_url;
+	char *dashboard_groups; /* comma-separated consumer groups */
 };
 
 enum config_result {

@@ -131,6 +131,13 @@ static const struct option options[] = {
 	 3600, NULL, "race: how long the relay and the workers may take to catch up"},
 	{"metrics-listen", "METRICS_LISTEN", OPT_STRING, "", CONFIG_RELAY, F(metrics_listen),
 	 0, 0, NULL, "serve Prometheus metrics on host:port (empty: off)"},
+	{"dashboard-listen", "DASHBOARD_LISTEN", OPT_STRING, "", CONFIG_WORKER, F(dashboard_listen), 0, 0, NULL,
+	 "analytics: serve the live dashboard on host:port (empty: off)"},
+	{"server-metrics-url", "SERVER_METRICS_URL", OPT_STRING, "http://127.0.0.1:8080/metrics", CONFIG_WORKER,
+	 F(server_metrics_url), 0, 0, NULL, "analytics dashboard: the server's /metrics (checkout outcomes, retries)"},
+	{"dashboard-groups", "DASHBOARD_GROUPS", OPT_STRING, "checkout-email,checkout-inventory,checkout-analytics",
+	 CONFIG_WORKER, F(dashboard_groups), 0, 0, NULL,
+	 "analytics dashboard: consumer groups whose lag it shows, comma-separated"},
 };
 
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))

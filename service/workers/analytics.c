@@ -5,6 +5,7 @@
  * and to each of its SKUs in analytics.skus. Every --summary-seconds a
  * summary line is logged; --totals prints the current figures and exits;
  * --rebuild purges the figures and replays the topic from the beginning.
+ * With --dashboard-listen it also serves the live dashboard (dashboard.h).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 #include <time.h>
 
 #include "checkout/log.h"
+#include "dashboard.h"
 #include "worker.h"
 
 #define ANALYTICS_TOP 3
@@ -45,6 +47,7 @@ struct analytics_state {
 	time_t last_summary;
 	bool have_last;
 	long long last_orders, last_revenue; /* totals at the previous summary */
+	struct dashboard *dashboard;	     /* NULL: off */
 };
 
 static enum worker_result analytics_apply(struct worker *w, PGconn *conn, const struct order_event *ev,
@@ -219,11 +222,26 @@ static bool analytics_start(struct worker *w)
 		return false;
 	}
 	log_info("summary every %d s", w->cfg.summary_seconds);
+	if (w->cfg.dashboard_listen[0] && !w->cfg.rebuild) {
+		struct analytics_state *st = w->state;
+		char err[512];
+		st->dashboard = dashboard_start(&w->cfg, err, sizeof(err));
+		if (!st->dashboard) {
+			log_error("%s", err);
+			free(w->state);
+			w->state = NULL;
+			return false;
+		}
+		log_info("dashboard on http://%s/", w->cfg.dashboard_listen);
+	}
 	return true;
 }
 
 static void analytics_stop(struct worker *w)
 {
+	struct analytics_state *st = w->state;
+	if (st)
+		dashboard_stop(st->dashboard);
 	free(w->state);
 	w->state = NULL;
 }
