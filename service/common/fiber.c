@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "checkout/log.h"
+#include "checkout/monotonic.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define FIBER_ASAN 1
@@ -173,13 +174,6 @@ struct fiber_loop {
 static __thread struct fiber_loop *this_loop; /* set on the loop's thread */
 static __thread struct fiber *running;	      /* the fiber now running, if any */
 
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* ---- timers: a binary min-heap of fibers by deadline ------------------ */
 
 static void timer_swap(struct fiber_loop *l, int a, int b)
@@ -220,7 +214,7 @@ static bool timer_add(struct fiber_loop *l, struct fiber *f, int timeout_ms)
 		l->timers = grown;
 		l->cap_timers = cap;
 	}
-	f->deadline = now_ns() + (int64_t)timeout_ms * 1000000;
+	f->deadline = monotonic_ns() + (int64_t)timeout_ms * 1000000;
 	f->timer_slot = l->n_timers;
 	l->timers[l->n_timers++] = f;
 	timer_sift(l, f->timer_slot);
@@ -402,7 +396,7 @@ static void *loop_main(void *arg)
 
 		int timeout = -1;
 		if (l->n_timers > 0) {
-			int64_t wait = l->timers[0]->deadline - now_ns();
+			int64_t wait = l->timers[0]->deadline - monotonic_ns();
 			timeout = wait <= 0 ? 0 : (int)((wait + 999999) / 1000000);
 		}
 		struct epoll_event ev[64];
@@ -420,7 +414,7 @@ static void *loop_main(void *arg)
 			f->revents = (int)(ev[i].events & (EPOLLIN | EPOLLOUT | EPOLLERR | EPOLLHUP));
 			make_runnable(l, f);
 		}
-		int64_t now = now_ns();
+		int64_t now = monotonic_ns();
 		while (l->n_timers > 0 && l->timers[0]->deadline <= now) {
 			struct fiber *f = l->timers[0];
 			if (f->queue) { /* out of its wait queue: it timed out */
@@ -553,14 +547,14 @@ bool fiber_current(void)
 void fiber_set_deadline_ms(int timeout_ms)
 {
 	if (running)
-		running->limit = timeout_ms < 0 ? 0 : now_ns() + (int64_t)timeout_ms * 1000000;
+		running->limit = timeout_ms < 0 ? 0 : monotonic_ns() + (int64_t)timeout_ms * 1000000;
 }
 
 int fiber_deadline_left_ms(void)
 {
 	if (!running || !running->limit)
 		return INT_MAX;
-	int64_t left = running->limit - now_ns();
+	int64_t left = running->limit - monotonic_ns();
 	if (left <= 0)
 		return 0;
 	return left / 1000000 >= INT_MAX ? INT_MAX : (int)((left + 999999) / 1000000);

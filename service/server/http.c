@@ -13,48 +13,18 @@
 
 #include "checkout.h"
 #include "checkout/db.h"
+#include "checkout/errbuf.h"
 #include "checkout/fiber.h"
 #include "checkout/log.h"
+#include "checkout/monotonic.h"
 #include "orders.h"
+#include "problem.h"
 #include "products.h"
 #include "validate.h"
-
-#define PROBLEM_BASE "https://checkout.example/problems/"
 
 /* MHD's buffer per connection (headers, body chunks), cleared for every request: its default
  * of 32 KiB made that clearing a visible share of the server's CPU; headers still get 12 KiB */
 #define HTTP_CONNECTION_MEMORY (16 * 1024)
-
-static const struct {
-	const char *name;
-	const char *title;
-} problem_titles[] = {
-    {"invalid-request", "The request is not valid"},
-    {"payload-too-large", "The request body is larger than 64 KiB"},
-    {"unsupported-media-type", "The request body must be application/json"},
-    {"method-not-allowed", "Method not allowed"},
-    {"not-found", "Not found"},
-    {"out-of-stock", "Some items are out of stock"},
-    {"purchase-limit-exceeded", "The purchase limit would be exceeded"},
-    {"unknown-sku", "Some SKUs do not exist"},
-    {"unknown-limit-group", "The limit group does not exist"},
-    {"idempotency-key-mismatch", "The Idempotency-Key was used with another request"},
-    {"idempotency-key-in-use", "A request with this Idempotency-Key is still running"},
-    {"database-unavailable", "The database is unavailable"},
-    {"outcome-unknown", "The outcome of the checkout is unknown"},
-    {"too-much-contention", "Too many concurrent checkouts conflicted"},
-    {"server-stopping", "The server is stopping"},
-    {"unauthorized", "A valid admin token is required"},
-    {"forbidden", "Admin operations are disabled"},
-    {"internal-error", "Internal error"},
-};
-
-double http_now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 const char *http_header(struct http_request *req, const char *name)
 {
@@ -109,18 +79,6 @@ enum MHD_Result http_reply_json(struct http_request *req, unsigned status, json_
 	return ret;
 }
 
-json_t *http_problem(unsigned status, const char *name, const char *detail)
-{
-	const char *title = name;
-	char type[128];
-	for (size_t i = 0; i < sizeof(problem_titles) / sizeof(problem_titles[0]); i++)
-		if (!strcmp(problem_titles[i].name, name))
-			title = problem_titles[i].title;
-	snprintf(type, sizeof(type), PROBLEM_BASE "%s", name);
-	return json_pack("{s:s, s:s, s:i, s:s}", "type", type, "title", title, "status", (int)status,
-			 "detail", detail ? detail : title);
-}
-
 enum MHD_Result http_reply_problem(struct http_request *req, unsigned status, const char *name,
 				   const char *detail, json_t *extra)
 {
@@ -130,11 +88,7 @@ enum MHD_Result http_reply_problem(struct http_request *req, unsigned status, co
 enum MHD_Result http_reply_problem_with(struct http_request *req, unsigned status, const char *name,
 					const char *detail, json_t *extra, const char *const *headers)
 {
-	json_t *problem = http_problem(status, name, detail);
-	if (problem && extra)
-		json_object_update(problem, extra);
-	json_decref(extra);
-	return http_reply_json(req, status, problem, headers);
+	return http_reply_json(req, status, problem_new(status, name, detail, extra), headers);
 }
 
 enum MHD_Result http_reply_invalid(struct http_request *req, json_t *errors)
@@ -200,8 +154,7 @@ PGresult *http_db_exec(struct http_request *req, const char *stmt, int n, const 
 		res = db_exec_prepared(conn, stmt, n, params);
 		bool lost = !res || PQstatus(conn) == CONNECTION_BAD;
 		if (lost)
-			snprintf(err, sizeof(err), "%.*s", (int)strcspn(PQerrorMessage(conn), "\n"),
-				 PQerrorMessage(conn));
+			errbuf_set(err, sizeof(err), "%s", PQerrorMessage(conn));
 		db_pool_release(req->srv->pool, conn);
 		if (!lost)
 			return res;
@@ -384,7 +337,7 @@ static void run_handler(void *arg)
 	struct http_request *req = arg;
 	struct server *srv = req->srv;
 	/* the request's deadline: every wait of the handler ends by then */
-	int left = srv->cfg->request_timeout_ms - (int)((http_now() - req->started) * 1000.0);
+	int left = srv->cfg->request_timeout_ms - (int)((monotonic_seconds() - req->started) * 1000.0);
 	fiber_set_deadline_ms(left > 1 ? left : 1);
 	req->in_fiber = true;
 	req->result = dispatch(req);
@@ -418,7 +371,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		req->method = method;
 		req->url = url;
 		req->route = route_of(url);
-		req->started = http_now();
+		req->started = monotonic_seconds();
 		*con_cls = req;
 		/* refuse a body announced too large before reading it */
 		const char *cl =
@@ -487,13 +440,13 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	struct http_conn *hc = ci ? ci->socket_context : NULL;
 	if (hc) { /* the next request's head is awaited from now on */
 		hc->head_done = false;
-		hc->since = http_now();
+		hc->since = monotonic_seconds();
 	}
 	if (!req)
 		return;
 	if (log_enabled(LOG_DEBUG))
 		log_msg(LOG_DEBUG, NULL, "%s %s -> %u in %.1f ms%s", req->method, req->url, req->status,
-			(http_now() - req->started) * 1000.0,
+			(monotonic_seconds() - req->started) * 1000.0,
 			toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (aborted)");
 	if (req->response)
 		MHD_destroy_response(req->response);
@@ -525,7 +478,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 			return;
 		}
 		hc->fd = ci->connect_fd;
-		hc->since = http_now();
+		hc->since = monotonic_seconds();
 		hc->next = srv->conns;
 		if (srv->conns)
 			srv->conns->prev = hc;
@@ -554,7 +507,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
  */
 static void cut_slow_heads(struct server *srv)
 {
-	double now = http_now(), limit = srv->cfg->http_head_timeout_seconds;
+	double now = monotonic_seconds(), limit = srv->cfg->http_head_timeout_seconds;
 	for (struct http_conn *hc = srv->conns; hc; hc = hc->next) {
 		if (hc->head_done || hc->cut || now - hc->since < limit)
 			continue;
@@ -581,8 +534,8 @@ static void pump(void *arg)
 	for (;;) {
 		bool stopping = atomic_load(&srv->stopping);
 		if (stopping && stop_by == 0)
-			stop_by = http_now() + HTTP_STOP_GRACE_MS / 1000.0;
-		if (stopping && (srv->in_flight == 0 || http_now() > stop_by))
+			stop_by = monotonic_seconds() + HTTP_STOP_GRACE_MS / 1000.0;
+		if (stopping && (srv->in_flight == 0 || monotonic_seconds() > stop_by))
 			break;
 		/* wake for MHD's own timeouts too, and at least every 100 ms to notice a stop */
 		MHD_UNSIGNED_LONG_LONG ms = 100;
@@ -590,9 +543,9 @@ static void pump(void *arg)
 			ms = 100;
 		if (fd < 0 || fiber_wait_fd(fd, POLLIN, (int)ms) < 0)
 			fiber_sleep_ms((unsigned)ms);
-		if (http_now() >= next_sweep) {
+		if (monotonic_seconds() >= next_sweep) {
 			cut_slow_heads(srv);
-			next_sweep = http_now() + 0.2;
+			next_sweep = monotonic_seconds() + 0.2;
 		}
 		MHD_run(srv->daemon);
 	}

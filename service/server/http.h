@@ -86,9 +86,6 @@ const char *http_header(struct http_request *req, const char *name);
 /* A query parameter's value (percent-decoded by libmicrohttpd), or NULL. */
 const char *http_query(struct http_request *req, const char *name);
 
-/* Monotonic clock in seconds. */
-double http_now(void);
-
 /*
  * Queue a response of len bytes of body with the given content type and
  * extra headers (pairs of name, value; NULL-terminated; may be NULL).
@@ -104,13 +101,7 @@ enum MHD_Result http_reply(struct http_request *req, unsigned status, const char
 enum MHD_Result http_reply_json(struct http_request *req, unsigned status, json_t *body,
 				const char *const *headers);
 
-/*
- * A new RFC 9457 problem object: type ".../problems/<name>", the title for
- * name, status and detail. Returns NULL when out of memory.
- */
-json_t *http_problem(unsigned status, const char *name, const char *detail);
-
-/* Build a problem (see http_problem), merge extra into it (takes it; may be NULL) and reply. */
+/* Build a problem (see problem_new), merge extra into it (takes it; may be NULL) and reply. */
 enum MHD_Result http_reply_problem(struct http_request *req, unsigned status, const char *name,
 				   const char *detail, json_t *extra);
 

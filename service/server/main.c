@@ -11,9 +11,11 @@
 #include "checkout.h"
 #include "checkout/config.h"
 #include "checkout/db.h"
+#include "checkout/errbuf.h"
 #include "checkout/fiber.h"
 #include "checkout/hotqueue.h"
 #include "checkout/log.h"
+#include "checkout/monotonic.h"
 #include "http.h"
 #include "idempotency.h"
 #include "orders.h"
@@ -53,7 +55,7 @@ static void purge_expired_keys(struct server *srv)
 			deleted = strtol(PQcmdTuples(res), NULL, 10);
 			total += deleted;
 		} else {
-			snprintf(err, sizeof(err), "%s", res ? PQresultErrorMessage(res) : PQerrorMessage(conn));
+			errbuf_set(err, sizeof(err), "%s", db_error_message(res, conn));
 			deleted = -1;
 		}
 		PQclear(res);
@@ -72,9 +74,9 @@ static void housekeeping(void *arg)
 	struct server *srv = arg;
 	double next = 0;
 	while (!atomic_load(&srv->stopping)) {
-		if (http_now() >= next) {
+		if (monotonic_seconds() >= next) {
 			purge_expired_keys(srv);
-			next = http_now() + srv->cfg->idempotency_purge_seconds;
+			next = monotonic_seconds() + srv->cfg->idempotency_purge_seconds;
 		}
 		fiber_sleep_ms(100); /* a stopping server waits at most this long for this fiber */
 	}

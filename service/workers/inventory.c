@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checkout/errbuf.h"
 #include "checkout/log.h"
 #include "worker.h"
 
@@ -92,8 +93,7 @@ static bool inventory_purge(PGconn *conn, char *err, size_t errlen)
 	    PQexec(conn, "TRUNCATE inventory.stock_view, inventory.inbox, inventory.dead_letters");
 	bool ok = worker_res_ok(res);
 	if (!ok)
-		snprintf(err, errlen, "%.*s", (int)strcspn(PQresultErrorMessage(res), "\n"),
-			 PQresultErrorMessage(res));
+		errbuf_set(err, errlen, "%s", db_error_message(res, conn));
 	PQclear(res);
 	return ok;
 }

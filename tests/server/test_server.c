@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "checkout/monotonic.h"
 #include "serverenv.h"
 
 static const char *const SEED = "INSERT INTO limit_groups VALUES ('gpu', 3);"
@@ -958,13 +959,9 @@ Test(server, database_restart_gives_503_during_and_201_after)
 	cr_assert(pg_cluster_stop(&pg), "cannot stop PostgreSQL with %s -D %s; see %s", pg.pg_ctl,
 		  pg.data_dir, pg.log_path);
 	cr_assert_eq(PQping(s.db), PQPING_NO_RESPONSE, "PostgreSQL is down");
-	double t0 = 0;
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	t0 = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+	double t0 = monotonic_seconds();
 	post_checkout(&s, CART, NULL, &r);
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	double took = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9 - t0;
+	double took = monotonic_seconds() - t0;
 	long during = r.status;
 	bool retry_after = http_header(&r, "Retry-After", buf, sizeof(buf)) != NULL;
 	http_response_free(&r);
