@@ -36,9 +36,9 @@
 
 #include "checkout/errbuf.h"
 #include "checkout/fiber.h"
-#include "checkout/hotqueue.h"
 #include "checkout/log.h"
 #include "checkout/monotonic.h"
+#include "hotqueue.h"
 #include "idempotency.h"
 #include "problem.h"
 
