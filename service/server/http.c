@@ -191,7 +191,12 @@ static enum MHD_Result handle_metrics(struct http_request *req)
 	return ret;
 }
 
-/* The part of url after prefix when it is one valid path segment, else NULL. */
+/*
+ * The part of url after prefix, or NULL when url does not start with it. It
+ * is not one path segment: it may be empty or hold more '/' (the url is
+ * percent-decoded, so "a%2Fb" arrives as "a/b", and a SKU may have one);
+ * the caller checks it (validate_identifier, validate_uuid).
+ */
 static const char *segment_after(const char *url, const char *prefix)
 {
 	size_t n = strlen(prefix);
