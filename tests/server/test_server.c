@@ -453,6 +453,94 @@ Test(server, size_type_method_and_path_errors_are_problem_json)
 	serverenv_stop(&s);
 }
 
+/*
+ * The routes table (service/server/routes.c) as a client sees it: which path
+ * and method reach which answer, checked in the order the server checks
+ * them (size, path, method, parameter, token, Content-Type), and which
+ * route each request is counted under in /metrics.
+ */
+Test(server, every_route_answers_its_methods_and_checks_in_order)
+{
+	static const struct {
+		const char *method, *path;
+		bool token, json;
+		long status;
+		const char *allow; /* the Allow header of a 405 */
+		const char *route; /* its label in checkout_http_requests_total */
+	} cases[] = {
+	    {"GET", "/v1/checkout", true, true, 405, "POST", "/v1/checkout"},
+	    {"POST", "/v1/checkout", true, false, 415, NULL, "/v1/checkout"},
+	    {"GET", "/v1/products", false, false, 200, NULL, "/v1/products"},
+	    {"HEAD", "/v1/products", false, false, 200, NULL, "/v1/products"},
+	    {"POST", "/v1/products", true, true, 405, "GET", "/v1/products"},
+	    {"GET", "/v1/products/", false, false, 404, NULL, "other"},
+	    {"GET", "/v1/products/apple", false, false, 200, NULL, "/v1/products/{sku}"},
+	    {"HEAD", "/v1/products/apple", false, false, 200, NULL, "/v1/products/{sku}"},
+	    {"GET", "/v1/products/a%2Fb", false, false, 404, NULL, "/v1/products/{sku}"},
+	    {"DELETE", "/v1/products/apple", true, true, 405, "GET, PUT", "/v1/products/{sku}"},
+	    {"PUT", "/v1/products/apple", false, true, 401, NULL, "/v1/products/{sku}"},
+	    {"PUT", "/v1/products/apple", true, false, 415, NULL, "/v1/products/{sku}"},
+	    {"PUT", "/v1/products/%01", true, true, 404, NULL, "/v1/products/{sku}"},
+	    {"GET", "/v1/products/apple/stock-adjustments", true, true, 405, "POST",
+	     "/v1/products/{sku}/stock-adjustments"},
+	    {"POST", "/v1/products/apple/stock-adjustments", false, true, 401, NULL,
+	     "/v1/products/{sku}/stock-adjustments"},
+	    {"POST", "/v1/products/apple/stock-adjustments", true, false, 415, NULL,
+	     "/v1/products/{sku}/stock-adjustments"},
+	    {"POST", "/v1/products/%01/stock-adjustments", true, true, 404, NULL,
+	     "/v1/products/{sku}/stock-adjustments"},
+	    /* no SKU before the suffix: the rest is a SKU of the product route */
+	    {"POST", "/v1/products//stock-adjustments", true, true, 405, "GET, PUT", "/v1/products/{sku}"},
+	    {"GET", "/v1/limits/gpu", true, true, 405, "PUT", "/v1/limits/{group}"},
+	    {"PUT", "/v1/limits/gpu", false, true, 401, NULL, "/v1/limits/{group}"},
+	    {"PUT", "/v1/limits/gpu", true, false, 415, NULL, "/v1/limits/{group}"},
+	    {"PUT", "/v1/limits/", true, true, 404, NULL, "other"},
+	    {"GET", "/v1/orders/not-a-uuid", false, false, 404, NULL, "/v1/orders/{id}"},
+	    {"GET", "/v1/orders/0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", false, false, 404, NULL,
+	     "/v1/orders/{id}"},
+	    {"POST", "/v1/orders/0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", true, true, 405, "GET",
+	     "/v1/orders/{id}"},
+	    {"POST", "/healthz", true, true, 405, "GET", "/healthz"},
+	    {"POST", "/readyz", true, true, 405, "GET", "/readyz"},
+	    {"PUT", "/metrics", true, true, 405, "GET", "/metrics"},
+	    {"GET", "/v1", false, false, 404, NULL, "other"},
+	    {"GET", "/v1/checkout/", false, false, 404, NULL, "other"},
+	};
+	struct serverenv s;
+	struct http_response r;
+	char buf[128], sample[160];
+	serverenv_start(&s, SEED, ADMIN_ENV);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *headers[3] = {NULL};
+		int h = 0;
+		if (cases[i].token)
+			headers[h++] = "Authorization: Bearer s3cret-token";
+		headers[h++] = cases[i].json ? "Content-Type: application/json" : "Content-Type: text/plain";
+		double before = 0;
+		snprintf(sample, sizeof(sample), "checkout_http_requests_total{route=\"%s\",status=\"%ld\"}",
+			 cases[i].route, cases[i].status);
+		before = serverenv_metric(&s, sample);
+		serverenv_call(
+		    &s, cases[i].method, cases[i].path, headers,
+		    strcmp(cases[i].method, "GET") && strcmp(cases[i].method, "HEAD") ? "{}" : NULL, &r);
+		cr_expect_eq(r.status, cases[i].status, "%s %s: expected %ld, got %ld: %s", cases[i].method,
+			     cases[i].path, cases[i].status, r.status, r.body);
+		if (cases[i].status != 200 && strcmp(cases[i].method, "HEAD"))
+			cr_expect_str_eq(http_header(&r, "Content-Type", buf, sizeof(buf)),
+					 "application/problem+json", "%s %s", cases[i].method, cases[i].path);
+		const char *allow = http_header(&r, "Allow", buf, sizeof(buf));
+		if (cases[i].allow)
+			cr_expect(allow && !strcmp(allow, cases[i].allow), "%s %s: Allow is %s, expected %s",
+				  cases[i].method, cases[i].path, allow ? allow : "(none)", cases[i].allow);
+		else
+			cr_expect_null(allow, "%s %s: Allow %s", cases[i].method, cases[i].path, allow);
+		http_response_free(&r);
+		cr_expect_eq(serverenv_metric(&s, sample), before < 0 ? 1 : before + 1, "%s %s counted as %s",
+			     cases[i].method, cases[i].path, sample);
+	}
+	serverenv_stop(&s);
+}
+
 static const char *const CART =
     "{\"customer_id\":\"idem\",\"email\":\"i@b.c\",\"items\":[{\"sku\":\"apple\",\"quantity\":1}]}";
 static const char *const CART2 =
