@@ -628,7 +628,7 @@ unavailable:
 
 /* ---- the handler ------------------------------------------------------ */
 
-enum MHD_Result checkout_handle(struct http_request *req)
+enum MHD_Result checkout_handle(struct http_request *req, const char *param)
 {
 	struct server *srv = req->srv;
 	struct checkout_request *cart = malloc(sizeof(*cart));
@@ -640,6 +640,7 @@ enum MHD_Result checkout_handle(struct http_request *req)
 	const char *key = http_header(req, "Idempotency-Key");
 	struct hotqueue_hold turn;
 
+	(void)param;
 	hotqueue_hold_init(&turn);
 	if (!cart)
 		goto out;

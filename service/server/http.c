@@ -9,18 +9,14 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
-#include <time.h>
 
-#include "checkout.h"
 #include "checkout/db.h"
 #include "checkout/errbuf.h"
 #include "checkout/fiber.h"
 #include "checkout/log.h"
 #include "checkout/monotonic.h"
-#include "orders.h"
 #include "problem.h"
-#include "products.h"
-#include "validate.h"
+#include "routes.h"
 
 /* MHD's buffer per connection (headers, body chunks), cleared for every request: its default
  * of 32 KiB made that clearing a visible share of the server's CPU; headers still get 12 KiB */
@@ -61,7 +57,7 @@ enum MHD_Result http_reply(struct http_request *req, unsigned status, const char
 			return ret;
 	}
 	req->status = status;
-	metrics_request(req->route, status);
+	metrics_request(req->metric, status);
 	return MHD_YES;
 }
 
@@ -97,6 +93,12 @@ enum MHD_Result http_reply_invalid(struct http_request *req, json_t *errors)
 	return http_reply_problem(
 	    req, 400, "invalid-request",
 	    "The request is not valid; errors names each field, header or parameter that is wrong.", extra);
+}
+
+enum MHD_Result http_reply_db_error(struct http_request *req, const PGresult *res)
+{
+	log_error("%s %s: %s", req->method, req->url, res ? PQresultErrorMessage(res) : "no result");
+	return http_reply_problem(req, 500, "internal-error", "The request failed.", NULL);
 }
 
 enum MHD_Result http_reply_unavailable(struct http_request *req, const char *name, const char *detail)
@@ -167,44 +169,6 @@ PGresult *http_db_exec(struct http_request *req, const char *stmt, int n, const 
 	return NULL;
 }
 
-static enum MHD_Result handle_readyz(struct http_request *req)
-{
-	char err[256];
-	/* a probe must answer quickly, whatever the database does: a frozen one is "not ready" */
-	if (fiber_deadline_left_ms() > HTTP_READYZ_TIMEOUT_MS)
-		fiber_set_deadline_ms(HTTP_READYZ_TIMEOUT_MS);
-	PGconn *conn = db_pool_acquire(req->srv->pool, HTTP_READYZ_TIMEOUT_MS, err, sizeof(err));
-	bool ok = conn && db_command(conn, "SELECT 1", err, sizeof(err));
-	db_pool_release(req->srv->pool, conn);
-	if (!ok)
-		return http_reply_unavailable(req, "database-unavailable", err);
-	return http_reply_json(req, 200, json_pack("{s:s}", "status", "ready"), NULL);
-}
-
-static enum MHD_Result handle_metrics(struct http_request *req)
-{
-	char *text = metrics_render(req->srv->pool);
-	if (!text)
-		return MHD_NO;
-	enum MHD_Result ret = http_reply(req, 200, "text/plain; version=0.0.4", text, strlen(text), NULL);
-	free(text);
-	return ret;
-}
-
-/*
- * The part of url after prefix, or NULL when url does not start with it. It
- * is not one path segment: it may be empty or hold more '/' (the url is
- * percent-decoded, so "a%2Fb" arrives as "a/b", and a SKU may have one);
- * the caller checks it (validate_identifier, validate_uuid).
- */
-static const char *segment_after(const char *url, const char *prefix)
-{
-	size_t n = strlen(prefix);
-	if (strncmp(url, prefix, n))
-		return NULL;
-	return url + n;
-}
-
 static enum MHD_Result method_not_allowed(struct http_request *req, const char *allow)
 {
 	const char *headers[] = {"Allow", allow, NULL};
@@ -218,99 +182,27 @@ static enum MHD_Result not_found(struct http_request *req)
 	return http_reply_problem(req, 404, "not-found", "No such resource.", NULL);
 }
 
-/* Decide the route from the path alone (for metrics and early replies). */
-static enum metrics_route route_of(const char *url)
-{
-	const char *rest;
-	if (!strcmp(url, "/v1/checkout"))
-		return ROUTE_CHECKOUT;
-	if (!strcmp(url, "/v1/products"))
-		return ROUTE_PRODUCTS;
-	if ((rest = segment_after(url, "/v1/products/")) && *rest)
-		return products_adjustments_sku(rest, NULL, 0) ? ROUTE_STOCK_ADJUSTMENTS : ROUTE_PRODUCT;
-	if ((rest = segment_after(url, "/v1/limits/")) && *rest)
-		return ROUTE_LIMIT;
-	if ((rest = segment_after(url, "/v1/orders/")) && *rest)
-		return ROUTE_ORDER;
-	if (!strcmp(url, "/healthz"))
-		return ROUTE_HEALTHZ;
-	if (!strcmp(url, "/readyz"))
-		return ROUTE_READYZ;
-	if (!strcmp(url, "/metrics"))
-		return ROUTE_METRICS;
-	return ROUTE_UNKNOWN;
-}
-
+/* Answer req by its route: the checks its entry asks for (routes.h, in that order), then its handler. */
 static enum MHD_Result dispatch(struct http_request *req)
 {
-	const char *m = req->method;
-	bool get = !strcmp(m, "GET") || !strcmp(m, "HEAD");
-	bool put = !strcmp(m, "PUT");
 	enum MHD_Result ret;
+	char allow[64];
 
 	if (req->body_too_large)
 		return http_reply_problem(req, 413, "payload-too-large",
 					  "The body must be at most 65536 bytes.", NULL);
-	switch (req->route) {
-	case ROUTE_CHECKOUT:
-		if (strcmp(m, "POST"))
-			return method_not_allowed(req, "POST");
-		if (!http_require_json(req, &ret))
-			return ret;
-		return checkout_handle(req);
-	case ROUTE_PRODUCTS:
-		return get ? products_handle_list(req) : method_not_allowed(req, "GET");
-	case ROUTE_PRODUCT: {
-		const char *sku = segment_after(req->url, "/v1/products/");
-		if (!get && !put)
-			return method_not_allowed(req, "GET, PUT");
-		if (!validate_identifier(sku))
-			return not_found(req);
-		if (get)
-			return products_handle_get(req, sku);
-		if (!http_require_admin(req, &ret) || !http_require_json(req, &ret))
-			return ret;
-		return products_handle_put(req, sku);
-	}
-	case ROUTE_STOCK_ADJUSTMENTS: {
-		char sku[VALIDATE_ID_BUF];
-		if (strcmp(m, "POST"))
-			return method_not_allowed(req, "POST");
-		if (!products_adjustments_sku(segment_after(req->url, "/v1/products/"), sku, sizeof(sku)) ||
-		    !validate_identifier(sku))
-			return not_found(req);
-		if (!http_require_admin(req, &ret) || !http_require_json(req, &ret))
-			return ret;
-		return products_handle_adjust_stock(req, sku);
-	}
-	case ROUTE_LIMIT: {
-		const char *group = segment_after(req->url, "/v1/limits/");
-		if (!put)
-			return method_not_allowed(req, "PUT");
-		if (!validate_identifier(group))
-			return not_found(req);
-		if (!http_require_admin(req, &ret) || !http_require_json(req, &ret))
-			return ret;
-		return products_handle_put_limit(req, group);
-	}
-	case ROUTE_ORDER: {
-		const char *id = segment_after(req->url, "/v1/orders/");
-		if (!get)
-			return method_not_allowed(req, "GET");
-		if (!validate_uuid(id))
-			return not_found(req);
-		return orders_handle_get(req, id);
-	}
-	case ROUTE_HEALTHZ:
-		return get ? http_reply_json(req, 200, json_pack("{s:s}", "status", "alive"), NULL)
-			   : method_not_allowed(req, "GET");
-	case ROUTE_READYZ:
-		return get ? handle_readyz(req) : method_not_allowed(req, "GET");
-	case ROUTE_METRICS:
-		return get ? handle_metrics(req) : method_not_allowed(req, "GET");
-	default:
+	if (!req->route)
 		return not_found(req);
-	}
+	const struct route *r = routes_match_method(req->route, req->method, allow, sizeof(allow));
+	if (!r)
+		return method_not_allowed(req, allow);
+	if (r->param_ok && !r->param_ok(req->param))
+		return not_found(req);
+	if (r->admin && !http_require_admin(req, &ret))
+		return ret;
+	if (r->json_body && !http_require_json(req, &ret))
+		return ret;
+	return r->handle(req, req->param);
 }
 
 /* Run MHD once for the connections resumed since the last run (batched: see run_handler). */
@@ -375,7 +267,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		req->conn = conn;
 		req->method = method;
 		req->url = url;
-		req->route = route_of(url);
+		req->route = routes_match_path(url, req->param, sizeof(req->param));
+		req->metric = req->route ? req->route->metric : ROUTE_UNKNOWN;
 		req->started = monotonic_seconds();
 		*con_cls = req;
 		/* refuse a body announced too large before reading it */

@@ -18,6 +18,7 @@
 #include "hotqueue.h"
 #include "http.h"
 #include "idempotency.h"
+#include "limits.h"
 #include "orders.h"
 #include "products.h"
 
@@ -84,8 +85,9 @@ static void housekeeping(void *arg)
 
 int main(int argc, char **argv)
 {
-	static const struct db_stmt *const statements[] = {checkout_stmts, products_stmts, orders_stmts,
-							   idempotency_stmts, NULL};
+	static const struct db_stmt *const statements[] = {
+	    checkout_stmts, products_stmts, limits_stmts, orders_stmts, idempotency_stmts, NULL,
+	};
 	struct config cfg;
 	struct server srv = {0};
 	int status = EXIT_FAILURE;

@@ -55,9 +55,6 @@ const struct db_stmt products_stmts[] = {
      "a AS (INSERT INTO stock_adjustments (sku, delta, reason, stock_after) "
      "  SELECT sku, $2::integer, $3, stock FROM p) "
      "SELECT * FROM p"},
-    {"limits_put", "INSERT INTO limit_groups (name, per_customer) VALUES ($1, $2) "
-		   "ON CONFLICT (name) DO UPDATE SET per_customer = EXCLUDED.per_customer "
-		   "RETURNING (xmax = 0), name, per_customer"},
     {NULL, NULL},
 };
 
@@ -69,12 +66,6 @@ static json_t *product_json(const PGresult *res, int r, int col)
 	    "price_cents", (json_int_t)strtoll(PQgetvalue(res, r, col + 2), NULL, 10), "stock",
 	    (json_int_t)strtoll(PQgetvalue(res, r, col + 3), NULL, 10), "limit_group",
 	    PQgetisnull(res, r, col + 4) ? json_null() : json_string(PQgetvalue(res, r, col + 4)));
-}
-
-static enum MHD_Result internal_error(struct http_request *req, const PGresult *res)
-{
-	log_error("%s %s: %s", req->method, req->url, res ? PQresultErrorMessage(res) : "no result");
-	return http_reply_problem(req, 500, "internal-error", "The request failed.", NULL);
 }
 
 /*
@@ -135,13 +126,14 @@ static json_t *next_link(int limit, const char *sku)
 	return json_string(link);
 }
 
-enum MHD_Result products_handle_list(struct http_request *req)
+enum MHD_Result products_handle_list(struct http_request *req, const char *param)
 {
 	struct product_page page;
 	json_t *errors = NULL;
 	enum MHD_Result ret = MHD_NO;
 	char rows[16];
 
+	(void)param;
 	if (!validate_product_page(http_query(req, "limit"), http_query(req, "after"), &page, &errors))
 		return http_reply_invalid(req, errors);
 	/* one row more than the page tells whether there is a next one */
@@ -151,7 +143,7 @@ enum MHD_Result products_handle_list(struct http_request *req)
 	if (!res)
 		return ret;
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		ret = internal_error(req, res);
+		ret = http_reply_db_error(req, res);
 		goto out;
 	}
 	int n = PQntuples(res) > page.limit ? page.limit : PQntuples(res);
@@ -175,7 +167,7 @@ enum MHD_Result products_handle_get(struct http_request *req, const char *sku)
 	if (!res)
 		return ret;
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
-		ret = internal_error(req, res);
+		ret = http_reply_db_error(req, res);
 	else if (PQntuples(res) == 0)
 		ret = http_reply_problem(req, 404, "not-found", "No product has this SKU.", NULL);
 	else
@@ -252,7 +244,7 @@ static enum MHD_Result reply_precondition_failed(struct http_request *req, const
 	if (!res)
 		return ret;
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		ret = internal_error(req, res);
+		ret = http_reply_db_error(req, res);
 	} else if (PQntuples(res) == 0) {
 		ret = http_reply_problem(req, 412, "precondition-failed",
 					 "No product has this SKU, so If-Match cannot match; a PUT without "
@@ -307,53 +299,10 @@ enum MHD_Result products_handle_put(struct http_request *req, const char *sku)
 					 "Create the limit group first with PUT /v1/limits/{group}.",
 					 json_pack("{s:s}", "limit_group", in.limit_group));
 	} else {
-		ret = internal_error(req, res);
+		ret = http_reply_db_error(req, res);
 	}
 	PQclear(res);
 	return ret;
-}
-
-enum MHD_Result products_handle_put_limit(struct http_request *req, const char *group)
-{
-	int per_customer = 0;
-	json_t *errors = NULL;
-	enum MHD_Result ret = MHD_NO;
-	char n[16];
-
-	if (!validate_limit(req->body, req->body_len, &per_customer, &errors))
-		return http_reply_invalid(req, errors);
-	snprintf(n, sizeof(n), "%d", per_customer);
-	const char *params[] = {group, n};
-	PGresult *res = http_db_exec(req, "limits_put", 2, params, &ret);
-	if (!res)
-		return ret;
-	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
-		bool created = !strcmp(PQgetvalue(res, 0, 0), "t");
-		ret = http_reply_json(req, created ? 201 : 200,
-				      json_pack("{s:s, s:I}", "limit_group", PQgetvalue(res, 0, 1),
-						"per_customer",
-						(json_int_t)strtoll(PQgetvalue(res, 0, 2), NULL, 10)),
-				      NULL);
-		log_info("limit group %s: %d per customer", group, per_customer);
-	} else {
-		ret = internal_error(req, res);
-	}
-	PQclear(res);
-	return ret;
-}
-
-bool products_adjustments_sku(const char *rest, char *sku, size_t len)
-{
-	size_t n = rest ? strlen(rest) : 0, suffix = strlen(PRODUCTS_ADJUSTMENTS_SUFFIX);
-	if (n <= suffix || strcmp(rest + n - suffix, PRODUCTS_ADJUSTMENTS_SUFFIX))
-		return false;
-	if (!sku)
-		return true;
-	if (n - suffix >= len)
-		return false;
-	memcpy(sku, rest, n - suffix);
-	sku[n - suffix] = '\0';
-	return true;
 }
 
 enum MHD_Result products_handle_adjust_stock(struct http_request *req, const char *sku)
@@ -373,7 +322,7 @@ enum MHD_Result products_handle_adjust_stock(struct http_request *req, const cha
 	if (!res)
 		goto out;
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		ret = internal_error(req, res);
+		ret = http_reply_db_error(req, res);
 		goto out;
 	}
 	if (PQntuples(res) == 1) {
@@ -386,7 +335,7 @@ enum MHD_Result products_handle_adjust_stock(struct http_request *req, const cha
 	if (!now)
 		goto out;
 	if (PQresultStatus(now) != PGRES_TUPLES_OK) {
-		ret = internal_error(req, now);
+		ret = http_reply_db_error(req, now);
 	} else if (PQntuples(now) == 0) {
 		ret = http_reply_problem(req, 404, "not-found", "No product has this SKU.", NULL);
 	} else {
