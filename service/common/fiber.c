@@ -7,8 +7,8 @@
  *
  * Switching on x86-64 is a few instructions of our own (ctx_switch below):
  * swapcontext(3) would also save and restore the signal mask, a system call
- * on every switch, and a checkout switches about ten times. Elsewhere it
- * falls back to ucontext.
+ * on every switch, and a checkout switches about ten times. Every other
+ * architecture (aarch64 included) falls back to ucontext's swapcontext.
  */
 #define _GNU_SOURCE
 #include "checkout/fiber.h"
@@ -51,9 +51,35 @@
 
 #if defined(__x86_64__)
 /*
+ * Intel CET: indirect branch tracking (-fcf-protection=branch, __CET__ bit
+ * 0) only needs an endbr64 where a call may land indirectly, which the
+ * switch has. A shadow stack (-fcf-protection=return or full, bit 1) cannot
+ * work with it: the switch returns on another stack than it was called on,
+ * which the shadow stack would take for an attack and kill the process, and
+ * the object would still be marked as shadow-stack ready. Refuse that build
+ * instead of crashing at the first switch.
+ */
+#if defined(__CET__) && (__CET__ & 2)
+#error "fiber.c: the x86-64 context switch does not support CET shadow stacks; build with -fcf-protection=branch or -fcf-protection=none"
+#endif
+#if defined(__CET__) && (__CET__ & 1)
+#define CTX_ENDBR "	endbr64\n"
+#else
+#define CTX_ENDBR ""
+#endif
+
+/*
  * ctx_switch(from, to): push the callee-saved registers and the SSE/x87
  * control words, store the stack pointer in *from, load to, pop the same and
  * return into whatever pushed it (ABI: System V AMD64).
+ *
+ * The CFI directives describe where each register and the return address
+ * are at every instruction, so that gdb, perf --call-graph=dwarf and any
+ * other .eh_frame unwinder can walk through a switch caught midway. Both
+ * stacks hold the same frame (each was left by a switch, or laid out by
+ * ctx_init to look so), so one description serves before and after the
+ * stack pointer moves: after it, the frame's caller is the fiber being
+ * resumed.
  */
 struct ctx {
 	void *sp;
@@ -63,27 +89,55 @@ __asm__(".text\n"
 	".globl checkout_ctx_switch\n"
 	".type checkout_ctx_switch,@function\n"
 	"checkout_ctx_switch:\n"
+	"	.cfi_startproc\n" CTX_ENDBR
 	"	pushq %rbp\n"
+	"	.cfi_adjust_cfa_offset 8\n"
+	"	.cfi_rel_offset %rbp, 0\n"
 	"	pushq %rbx\n"
+	"	.cfi_adjust_cfa_offset 8\n"
+	"	.cfi_rel_offset %rbx, 0\n"
 	"	pushq %r12\n"
+	"	.cfi_adjust_cfa_offset 8\n"
+	"	.cfi_rel_offset %r12, 0\n"
 	"	pushq %r13\n"
+	"	.cfi_adjust_cfa_offset 8\n"
+	"	.cfi_rel_offset %r13, 0\n"
 	"	pushq %r14\n"
+	"	.cfi_adjust_cfa_offset 8\n"
+	"	.cfi_rel_offset %r14, 0\n"
 	"	pushq %r15\n"
+	"	.cfi_adjust_cfa_offset 8\n"
+	"	.cfi_rel_offset %r15, 0\n"
 	"	subq $8, %rsp\n"
+	"	.cfi_adjust_cfa_offset 8\n"
 	"	stmxcsr (%rsp)\n"
 	"	fnstcw 4(%rsp)\n"
 	"	movq %rsp, (%rdi)\n"
-	"	movq %rsi, %rsp\n"
+	"	movq %rsi, %rsp\n" /* the same frame, the other fiber's: the CFI holds */
 	"	ldmxcsr (%rsp)\n"
 	"	fldcw 4(%rsp)\n"
 	"	addq $8, %rsp\n"
+	"	.cfi_adjust_cfa_offset -8\n"
 	"	popq %r15\n"
+	"	.cfi_adjust_cfa_offset -8\n"
+	"	.cfi_restore %r15\n"
 	"	popq %r14\n"
+	"	.cfi_adjust_cfa_offset -8\n"
+	"	.cfi_restore %r14\n"
 	"	popq %r13\n"
+	"	.cfi_adjust_cfa_offset -8\n"
+	"	.cfi_restore %r13\n"
 	"	popq %r12\n"
+	"	.cfi_adjust_cfa_offset -8\n"
+	"	.cfi_restore %r12\n"
 	"	popq %rbx\n"
+	"	.cfi_adjust_cfa_offset -8\n"
+	"	.cfi_restore %rbx\n"
 	"	popq %rbp\n"
+	"	.cfi_adjust_cfa_offset -8\n"
+	"	.cfi_restore %rbp\n"
 	"	ret\n"
+	"	.cfi_endproc\n"
 	".size checkout_ctx_switch, .-checkout_ctx_switch\n");
 
 /* A context that starts entry() on the stack [base, base + size). */
@@ -91,6 +145,7 @@ static bool ctx_init(struct ctx *c, void *base, size_t size, void (*entry)(void)
 {
 	uintptr_t top = ((uintptr_t)base + size) & ~(uintptr_t)15;
 	void **sp = (void **)(top - 16); /* entry starts as if called: rsp = 8 mod 16 */
+	sp[1] = NULL;			 /* entry's return address: 0 ends every unwinder's walk there */
 	*sp = (void *)entry;		 /* where the first switch "returns" to */
 	for (int i = 0; i < 6; i++)	 /* rbp rbx r12 r13 r14 r15 */
 		*--sp = NULL;
