@@ -306,8 +306,9 @@ out:
 }
 
 /*
- * The 201 body and the outbox payload (the same object without "status"),
- * as JSON text. Returns false when out of memory.
+ * The 201 body and the outbox payload (the same object without "status",
+ * and with each line's stock after this order, which the views need and the
+ * client is not told), as JSON text. Returns false when out of memory.
  */
 static bool build_admitted(const struct checkout_request *cart, const struct line_state *lines,
 			   const char *order_id, const char *created_at, long long total, char **body,
@@ -326,6 +327,9 @@ static bool build_admitted(const struct checkout_request *cart, const struct lin
 		return false;
 	*body = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	json_object_del(obj, "status");
+	for (size_t i = 0; i < cart->n_items; i++)
+		json_object_set_new(json_array_get(json_object_get(obj, "items"), i), "stock_after",
+				    json_integer(lines[i].stock - cart->items[i].quantity));
 	*payload = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	json_decref(obj);
 	return *body && *payload;

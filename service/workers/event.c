@@ -154,6 +154,11 @@ bool event_parse_parts(const void *value, size_t len, rd_kafka_headers_t *header
 		    !take_int(it, "unit_price_cents", 0, 1000000000000LL, &item->unit_price_cents, err,
 			      errlen))
 			goto out;
+		/* absent in the events written before the checkout sent it */
+		item->stock_after = -1;
+		if (json_object_get(it, "stock_after") &&
+		    !take_int(it, "stock_after", 0, EVENT_MAX_STOCK, &item->stock_after, err, errlen))
+			goto out;
 		item->quantity = (int)q;
 		ev->units += q;
 	}

@@ -113,7 +113,7 @@ Test(server, admits_a_cart_and_commits_stock_order_lines_and_outbox_together)
 	cr_expect_eq(testenv_query_long(s.conn, "SELECT sum(quantity * unit_price_cents) FROM order_lines"),
 		     520);
 
-	/* the outbox payload is the 201 body without "status" */
+	/* the outbox payload is the 201 body without "status", each line with its stock after the order */
 	PGresult *res = PQexec(s.conn, "SELECT payload::text, event_type, aggregate_id::text FROM outbox");
 	cr_assert_eq(PQntuples(res), 1);
 	json_t *payload = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
@@ -121,6 +121,11 @@ Test(server, admits_a_cart_and_commits_stock_order_lines_and_outbox_together)
 	cr_expect_str_eq(PQgetvalue(res, 0, 2), id);
 	json_t *expected = json_deep_copy(r.json);
 	json_object_del(expected, "status");
+	json_t *lines = json_object_get(expected, "items");
+	json_object_set_new(json_array_get(lines, 0), "stock_after", json_integer(7));
+	json_object_set_new(json_array_get(lines, 1), "stock_after", json_integer(3));
+	cr_expect_null(json_object_get(json_array_get(items, 0), "stock_after"),
+		       "the client is not told the stock");
 	cr_expect(json_equal(payload, expected), "payload %s vs body %s", PQgetvalue(res, 0, 0), r.body);
 	json_decref(payload);
 	json_decref(expected);
