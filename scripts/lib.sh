@@ -6,7 +6,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CHECKOUT_PACKAGES="build-essential cmake pkg-config clang libclang-rt-14-dev
   libpq-dev libmicrohttpd-dev libjansson-dev librdkafka-dev libcriterion-dev
   libcurl4-openssl-dev postgresql postgresql-client-15 postgresql-common
-  docker-compose kcat gnuplot-nox curl procps iproute2
+  docker-compose kcat gnuplot-nox curl procps iproute2 gdb
   chromium nodejs"
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }

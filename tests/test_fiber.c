@@ -1,19 +1,13 @@
 /* test_fiber.c - the fiber loop: spawning, waiting on descriptors, timers, queues, stopping. */
 #define _GNU_SOURCE
 #include "checkout/fiber.h"
+#include "checkout/monotonic.h"
 
 #include <criterion/criterion.h>
 #include <poll.h>
 #include <stdatomic.h>
 #include <time.h>
 #include <unistd.h>
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static struct fiber_loop *start(void)
 {
@@ -80,12 +74,12 @@ Test(fiber, a_descriptor_wait_times_out)
 	struct pipe_reader r = {p[0], -1, -1, false};
 	/* outside a fiber the same call blocks the thread, with the same answer */
 	cr_expect_eq(fiber_wait_fd(p[0], POLLIN, 20), 0);
-	double t0 = now_s();
+	double t0 = monotonic_seconds();
 	cr_assert(fiber_spawn(l, read_one, &r)); /* read_one waits up to 5 s */
 	cr_assert_eq(write(p[1], "x", 1), 1);
 	settle(l, 5);
 	cr_expect_eq(atomic_load(&r.got), 'x');
-	cr_expect_lt(now_s() - t0, 4.0);
+	cr_expect_lt(monotonic_seconds() - t0, 4.0);
 	fiber_loop_stop(l);
 	close(p[0]), close(p[1]);
 }
@@ -110,7 +104,7 @@ Test(fiber, sleepers_wake_in_deadline_order)
 	int next = 1;
 	struct sleeper s[4] = {
 	    {120, NULL, &next, 0}, {10, NULL, &next, 0}, {80, NULL, &next, 0}, {40, NULL, &next, 0}};
-	double t0 = now_s();
+	double t0 = monotonic_seconds();
 	for (int i = 0; i < 4; i++)
 		cr_assert(fiber_spawn(l, sleep_then_note, &s[i]));
 	settle(l, 5);
@@ -118,7 +112,7 @@ Test(fiber, sleepers_wake_in_deadline_order)
 	cr_expect_eq(s[3].mine, 2);
 	cr_expect_eq(s[2].mine, 3);
 	cr_expect_eq(s[0].mine, 4);
-	cr_expect_geq(now_s() - t0, 0.115, "the longest sleep was cut short");
+	cr_expect_geq(monotonic_seconds() - t0, 0.115, "the longest sleep was cut short");
 	fiber_loop_stop(l);
 }
 
@@ -209,9 +203,9 @@ static void wait_fd_with_timeout(void *arg)
 {
 	struct fd_waiter *w = arg;
 	w->in_fiber = fiber_current();
-	double t0 = now_s();
+	double t0 = monotonic_seconds();
 	w->result = fiber_wait_fd(w->fd, POLLIN, w->timeout_ms);
-	w->waited_s = now_s() - t0;
+	w->waited_s = monotonic_seconds() - t0;
 }
 
 Test(fiber, a_descriptor_wait_in_a_fiber_returns_0_after_its_timeout)
@@ -249,9 +243,9 @@ static void sleep_long(void *arg)
 {
 	struct ticker *t = arg;
 	t->in_fiber = fiber_current();
-	double t0 = now_s();
+	double t0 = monotonic_seconds();
 	fiber_sleep_ms(200);
-	t->slept_s = now_s() - t0;
+	t->slept_s = monotonic_seconds() - t0;
 }
 
 static void tick(void *arg)

@@ -37,6 +37,13 @@ bool db_wait(const char *url, int seconds, char *err, size_t errlen) __attribute
 /* SQLSTATE of a result ("" when there is none). */
 const char *db_sqlstate(const PGresult *res);
 
+/*
+ * Why res failed: its error message, or conn's when res has none (NULL: out
+ * of memory or a lost connection); conn may be NULL. The text may span
+ * several lines (see errbuf_set) and lives as long as res and conn.
+ */
+const char *db_error_message(const PGresult *res, const PGconn *conn);
+
 /* True for 40001 (serialization failure) and 40P01 (deadlock): retry the transaction. */
 bool db_is_retryable(const PGresult *res);
 

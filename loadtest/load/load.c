@@ -20,6 +20,7 @@
 #include "hist.h"
 
 #include "checkout/log.h"
+#include "checkout/monotonic.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -111,13 +112,6 @@ static struct {
 	atomic_bool stop;
 } run;
 
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 static void sleep_until_ns(int64_t t)
 {
 	struct timespec ts = {.tv_sec = t / 1000000000, .tv_nsec = t % 1000000000};
@@ -191,7 +185,7 @@ static size_t cart_body(struct load_thread *t, char *buf, size_t buflen)
 /* Count one outcome; into the results when it was due at or after the warm-up. */
 static void record(struct load_thread *t, int64_t due_ns, int status, const char *sample)
 {
-	int64_t done_ns = now_ns();
+	int64_t done_ns = monotonic_ns();
 	/* the progress counters include the warm-up, the results do not */
 	if (status == 201)
 		atomic_fetch_add_explicit(&t->created, 1, memory_order_relaxed);
@@ -227,7 +221,7 @@ static void conn_fail(struct load_thread *t, int epfd, struct load_conn *c)
 	record(t, c->due_ns, 0, NULL);
 	conn_close(epfd, c);
 	c->busy = false;
-	c->wait_ns = now_ns() + 10 * 1000000; /* the server is down or refusing: do not spin */
+	c->wait_ns = monotonic_ns() + 10 * 1000000; /* the server is down or refusing: do not spin */
 }
 
 /* Send the rest of the request; wait for writability when the socket is full. */
@@ -375,7 +369,7 @@ static void *load_thread_main(void *arg)
 
 	sleep_until_ns(run.start_ns); /* every thread starts together, when the clock starts */
 	for (;;) {
-		int64_t now = now_ns();
+		int64_t now = monotonic_ns();
 		if (atomic_load(&run.stop))
 			break;
 		if (now >= run.end_ns)
@@ -817,8 +811,8 @@ int main(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 
-	uint64_t seed = (uint64_t)now_ns() ^ ((uint64_t)getpid() << 32);
-	run.start_ns = now_ns() + 20000000; /* 20 ms for the threads to start */
+	uint64_t seed = (uint64_t)monotonic_ns() ^ ((uint64_t)getpid() << 32);
+	run.start_ns = monotonic_ns() + 20000000; /* 20 ms for the threads to start */
 	run.record_ns = run.start_ns + (int64_t)opt.warmup * 1000000000;
 	run.end_ns = run.start_ns + (int64_t)opt.duration * 1000000000;
 	run.interval_ns = opt.rate > 0 ? 1e9 / opt.rate : 0;
@@ -852,7 +846,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "\n");
 	for (int i = 0; i < started; i++)
 		pthread_join(threads[i].tid, NULL);
-	int64_t finished = now_ns();
+	int64_t finished = monotonic_ns();
 
 	hist_reset(&res->hist);
 	for (int i = 0; i < started; i++) {

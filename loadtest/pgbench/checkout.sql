@@ -38,6 +38,6 @@ INSERT INTO outbox (event_id, event_type, aggregate_id, payload, created_at)
   VALUES (uuid_v7(), 'order.admitted', :oid,
     ('{"order_id":"' || :oid || '","customer_id":"bench-' || :c::text
      || '","email":"load@example.com","items":[{"sku":"' || :sku || '","quantity":1,"unit_price_cents":'
-     || :price || '}],"total_cents":' || :price || ',"created_at":"' || :ts || '"}')::jsonb, :ts);
+     || :price || ',"stock_after":' || :newstock || '}],"total_cents":' || :price || ',"created_at":"' || :ts || '"}')::jsonb, :ts);
 COMMIT;
 \endpipeline

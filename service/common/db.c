@@ -9,20 +9,12 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "checkout/errbuf.h"
 #include "checkout/fiber.h"
 #include "checkout/log.h"
 
 #define DB_CONNECT_TIMEOUT_S 3
 #define DB_CONNECT_TIMEOUT "3"
-
-/* Copy the first line of msg into err. */
-static void set_err(char *err, size_t errlen, const char *prefix, const char *msg)
-{
-	if (!err || !errlen)
-		return;
-	size_t len = strcspn(msg ? msg : "", "\n");
-	snprintf(err, errlen, "%s%.*s", prefix, (int)len, msg ? msg : "");
-}
 
 /* Drive a connection started with PQconnectStartParams to the end, waiting through fibers. */
 static bool connect_finish(PGconn *conn)
@@ -85,14 +77,14 @@ static PGconn *connect_with(const char *url, const char *options, const struct d
 			      url ? url : "",	  all_options, NULL};
 	PGconn *conn = PQconnectStartParams(keys, vals, 1);
 	if (!conn) {
-		set_err(err, errlen, "", "out of memory");
+		errbuf_set(err, errlen, "out of memory");
 		return NULL;
 	}
 	if (PQstatus(conn) == CONNECTION_BAD || !connect_finish(conn)) {
 		if (PQstatus(conn) != CONNECTION_BAD)
-			set_err(err, errlen, "cannot connect to the database: ", "timeout expired");
+			errbuf_set(err, errlen, "cannot connect to the database: timeout expired");
 		else
-			set_err(err, errlen, "cannot connect to the database: ", PQerrorMessage(conn));
+			errbuf_set(err, errlen, "cannot connect to the database: %s", PQerrorMessage(conn));
 		goto fail;
 	}
 	for (size_t t = 0; stmts && stmts[t]; t++) {
@@ -101,12 +93,9 @@ static PGconn *connect_with(const char *url, const char *options, const struct d
 			if (PQsendPrepare(conn, s->name, s->sql, 0, NULL) == 1)
 				res = db_finish(conn);
 			bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
-			if (!ok) {
-				char prefix[128];
-				snprintf(prefix, sizeof(prefix), "preparing %s: ", s->name);
-				set_err(err, errlen, prefix,
-					res ? PQresultErrorMessage(res) : PQerrorMessage(conn));
-			}
+			if (!ok)
+				errbuf_set(err, errlen, "preparing %s: %s", s->name,
+					   db_error_message(res, conn));
 			PQclear(res);
 			if (!ok)
 				goto fail;
@@ -209,6 +198,14 @@ const char *db_sqlstate(const PGresult *res)
 	return s ? s : "";
 }
 
+const char *db_error_message(const PGresult *res, const PGconn *conn)
+{
+	const char *msg = res ? PQresultErrorMessage(res) : "";
+	if (!*msg && conn)
+		msg = PQerrorMessage(conn);
+	return msg;
+}
+
 bool db_is_retryable(const PGresult *res)
 {
 	const char *s = db_sqlstate(res);
@@ -221,7 +218,7 @@ bool db_command(PGconn *conn, const char *sql, char *err, size_t errlen)
 	ExecStatusType st = PQresultStatus(res);
 	bool ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
 	if (!ok)
-		set_err(err, errlen, "", res ? PQresultErrorMessage(res) : PQerrorMessage(conn));
+		errbuf_set(err, errlen, "%s", db_error_message(res, conn));
 	PQclear(res);
 	return ok;
 }
@@ -317,7 +314,7 @@ PGconn *db_pool_acquire(struct db_pool *pool, int wait_ms, char *err, size_t err
 		struct pool_waiter w = {0};
 		pool->waits++;
 		if (!fiber_current() || wait_ms <= 0) {
-			set_err(err, errlen, "", "no database connection free in time");
+			errbuf_set(err, errlen, "no database connection free in time");
 			return NULL;
 		}
 		if (pool->tail)
@@ -327,7 +324,7 @@ PGconn *db_pool_acquire(struct db_pool *pool, int wait_ms, char *err, size_t err
 		pool->tail = &w;
 		if (!fiber_queue_wait(&w.wake, wait_ms)) {
 			waiter_unlink(pool, &w);
-			set_err(err, errlen, "", "no database connection free in time");
+			errbuf_set(err, errlen, "no database connection free in time");
 			return NULL;
 		}
 		conn = w.conn; /* or NULL with w.slot: open a new one in the slot handed over */

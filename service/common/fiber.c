@@ -7,8 +7,8 @@
  *
  * Switching on x86-64 is a few instructions of our own (ctx_switch below):
  * swapcontext(3) would also save and restore the signal mask, a system call
- * on every switch, and a checkout switches about ten times. Elsewhere it
- * falls back to ucontext.
+ * on every switch, and a checkout switches about ten times. Every other
+ * architecture (aarch64 included) falls back to ucontext's swapcontext.
  */
 #define _GNU_SOURCE
 #include "checkout/fiber.h"
@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "checkout/log.h"
+#include "checkout/monotonic.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define FIBER_ASAN 1
@@ -50,9 +51,35 @@
 
 #if defined(__x86_64__)
 /*
+ * Intel CET: indirect branch tracking (-fcf-protection=branch, __CET__ bit
+ * 0) only needs an endbr64 where a call may land indirectly, which the
+ * switch has. A shadow stack (-fcf-protection=return or full, bit 1) cannot
+ * work with it: the switch returns on another stack than it was called on,
+ * which the shadow stack would take for an attack and kill the process, and
+ * the object would still be marked as shadow-stack ready. Refuse that build
+ * instead of crashing at the first switch.
+ */
+#if defined(__CET__) && (__CET__ & 2)
+#error "fiber.c: the x86-64 context switch does not support CET shadow stacks; build with -fcf-protection=branch or -fcf-protection=none"
+#endif
+#if defined(__CET__) && (__CET__ & 1)
+#define CTX_ENDBR "	endbr64\n"
+#else
+#define CTX_ENDBR ""
+#endif
+
+/*
  * ctx_switch(from, to): push the callee-saved registers and the SSE/x87
  * control words, store the stack pointer in *from, load to, pop the same and
  * return into whatever pushed it (ABI: System V AMD64).
+ *
+ * The CFI directives describe where each register and the return address
+ * are at every instruction, so that gdb, perf --call-graph=dwarf and any
+ * other .eh_frame unwinder can walk through a switch caught midway. Both
+ * stacks hold the same frame (each was left by a switch, or laid out by
+ * ctx_init to look so), so one description serves before and after the
+ * stack pointer moves: after it, the frame's caller is the fiber being
+ * resumed.
  */
 struct ctx {
 	void *sp;
@@ -62,27 +89,55 @@ __asm__(".text\n"
 	".globl checkout_ctx_switch\n"
 	".type checkout_ctx_switch,@function\n"
 	"checkout_ctx_switch:\n"
+	"	.cfi_startproc\n" CTX_ENDBR
 	"	pushq %rbp\n"
+	"	.cfi_adjust_cfa_offset 8\n"
+	"	.cfi_rel_offset %rbp, 0\n"
 	"	pushq %rbx\n"
+	"	.cfi_adjust_cfa_offset 8\n"
+	"	.cfi_rel_offset %rbx, 0\n"
 	"	pushq %r12\n"
+	"	.cfi_adjust_cfa_offset 8\n"
+	"	.cfi_rel_offset %r12, 0\n"
 	"	pushq %r13\n"
+	"	.cfi_adjust_cfa_offset 8\n"
+	"	.cfi_rel_offset %r13, 0\n"
 	"	pushq %r14\n"
+	"	.cfi_adjust_cfa_offset 8\n"
+	"	.cfi_rel_offset %r14, 0\n"
 	"	pushq %r15\n"
+	"	.cfi_adjust_cfa_offset 8\n"
+	"	.cfi_rel_offset %r15, 0\n"
 	"	subq $8, %rsp\n"
+	"	.cfi_adjust_cfa_offset 8\n"
 	"	stmxcsr (%rsp)\n"
 	"	fnstcw 4(%rsp)\n"
 	"	movq %rsp, (%rdi)\n"
-	"	movq %rsi, %rsp\n"
+	"	movq %rsi, %rsp\n" /* the same frame, the other fiber's: the CFI holds */
 	"	ldmxcsr (%rsp)\n"
 	"	fldcw 4(%rsp)\n"
 	"	addq $8, %rsp\n"
+	"	.cfi_adjust_cfa_offset -8\n"
 	"	popq %r15\n"
+	"	.cfi_adjust_cfa_offset -8\n"
+	"	.cfi_restore %r15\n"
 	"	popq %r14\n"
+	"	.cfi_adjust_cfa_offset -8\n"
+	"	.cfi_restore %r14\n"
 	"	popq %r13\n"
+	"	.cfi_adjust_cfa_offset -8\n"
+	"	.cfi_restore %r13\n"
 	"	popq %r12\n"
+	"	.cfi_adjust_cfa_offset -8\n"
+	"	.cfi_restore %r12\n"
 	"	popq %rbx\n"
+	"	.cfi_adjust_cfa_offset -8\n"
+	"	.cfi_restore %rbx\n"
 	"	popq %rbp\n"
+	"	.cfi_adjust_cfa_offset -8\n"
+	"	.cfi_restore %rbp\n"
 	"	ret\n"
+	"	.cfi_endproc\n"
 	".size checkout_ctx_switch, .-checkout_ctx_switch\n");
 
 /* A context that starts entry() on the stack [base, base + size). */
@@ -90,6 +145,7 @@ static bool ctx_init(struct ctx *c, void *base, size_t size, void (*entry)(void)
 {
 	uintptr_t top = ((uintptr_t)base + size) & ~(uintptr_t)15;
 	void **sp = (void **)(top - 16); /* entry starts as if called: rsp = 8 mod 16 */
+	sp[1] = NULL;			 /* entry's return address: 0 ends every unwinder's walk there */
 	*sp = (void *)entry;		 /* where the first switch "returns" to */
 	for (int i = 0; i < 6; i++)	 /* rbp rbx r12 r13 r14 r15 */
 		*--sp = NULL;
@@ -173,13 +229,6 @@ struct fiber_loop {
 static __thread struct fiber_loop *this_loop; /* set on the loop's thread */
 static __thread struct fiber *running;	      /* the fiber now running, if any */
 
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* ---- timers: a binary min-heap of fibers by deadline ------------------ */
 
 static void timer_swap(struct fiber_loop *l, int a, int b)
@@ -220,7 +269,7 @@ static bool timer_add(struct fiber_loop *l, struct fiber *f, int timeout_ms)
 		l->timers = grown;
 		l->cap_timers = cap;
 	}
-	f->deadline = now_ns() + (int64_t)timeout_ms * 1000000;
+	f->deadline = monotonic_ns() + (int64_t)timeout_ms * 1000000;
 	f->timer_slot = l->n_timers;
 	l->timers[l->n_timers++] = f;
 	timer_sift(l, f->timer_slot);
@@ -402,7 +451,7 @@ static void *loop_main(void *arg)
 
 		int timeout = -1;
 		if (l->n_timers > 0) {
-			int64_t wait = l->timers[0]->deadline - now_ns();
+			int64_t wait = l->timers[0]->deadline - monotonic_ns();
 			timeout = wait <= 0 ? 0 : (int)((wait + 999999) / 1000000);
 		}
 		struct epoll_event ev[64];
@@ -420,7 +469,7 @@ static void *loop_main(void *arg)
 			f->revents = (int)(ev[i].events & (EPOLLIN | EPOLLOUT | EPOLLERR | EPOLLHUP));
 			make_runnable(l, f);
 		}
-		int64_t now = now_ns();
+		int64_t now = monotonic_ns();
 		while (l->n_timers > 0 && l->timers[0]->deadline <= now) {
 			struct fiber *f = l->timers[0];
 			if (f->queue) { /* out of its wait queue: it timed out */
@@ -553,14 +602,14 @@ bool fiber_current(void)
 void fiber_set_deadline_ms(int timeout_ms)
 {
 	if (running)
-		running->limit = timeout_ms < 0 ? 0 : now_ns() + (int64_t)timeout_ms * 1000000;
+		running->limit = timeout_ms < 0 ? 0 : monotonic_ns() + (int64_t)timeout_ms * 1000000;
 }
 
 int fiber_deadline_left_ms(void)
 {
 	if (!running || !running->limit)
 		return INT_MAX;
-	int64_t left = running->limit - now_ns();
+	int64_t left = running->limit - monotonic_ns();
 	if (left <= 0)
 		return 0;
 	return left / 1000000 >= INT_MAX ? INT_MAX : (int)((left + 999999) / 1000000);

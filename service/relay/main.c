@@ -37,6 +37,7 @@
 #include "checkout/config.h"
 #include "checkout/db.h"
 #include "checkout/log.h"
+#include "checkout/monotonic.h"
 #include "metrics.h"
 #include "outbox.h"
 #include "publisher.h"
@@ -75,19 +76,12 @@ struct relay {
 
 static const struct db_stmt *const relay_stmts[] = {outbox_stmts, NULL};
 
-static long long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Sleep up to ms, returning early when a stop was requested. */
 static void nap_ms(int ms)
 {
-	long long end = now_ms() + ms;
+	long long end = monotonic_ms() + ms;
 	while (!stop_requested) {
-		long long left = end - now_ms();
+		long long left = end - monotonic_ms();
 		if (left <= 0)
 			break;
 		if (left > 50)
@@ -182,7 +176,7 @@ static int relay_round(struct relay *r)
 	struct outbox_batch batch = {0};
 	char err[512];
 	int result = ROUND_ERROR;
-	long long t0 = now_ms();
+	long long t0 = monotonic_ms();
 
 	if (!r->pub) {
 		r->pub = publisher_new(r->cfg);
@@ -208,9 +202,9 @@ static int relay_round(struct relay *r)
 	}
 	log_debug("claimed %d rows (ids %lld..%lld), producing", batch.n, batch.rows[0].id,
 		  batch.rows[batch.n - 1].id);
-	long long t1 = now_ms();
+	long long t1 = monotonic_ms();
 	int delivered = publisher_send(r->pub, &batch, r->delivered, err, sizeof(err));
-	long long t2 = now_ms();
+	long long t2 = monotonic_ms();
 	char mark_err[512];
 	long marked = 0;
 	if (!outbox_mark_published(r->conn, &batch, r->delivered, &marked, mark_err, sizeof(mark_err)) ||
@@ -225,7 +219,7 @@ static int relay_round(struct relay *r)
 	r->published += (unsigned long)marked;
 	r->failed += (unsigned long)(batch.n - delivered);
 	log_debug("batch of %d: claim %lld ms, delivery %lld ms, mark+commit %lld ms", batch.n, t1 - t0,
-		  t2 - t1, now_ms() - t2);
+		  t2 - t1, monotonic_ms() - t2);
 	if (delivered < batch.n) {
 		if (!r->broker_down) {
 			long pending = 0;
@@ -257,7 +251,7 @@ out:
 /* Refresh the metrics every second (when served) and log a line every 10 s (when something changed). */
 static void relay_stats(struct relay *r, bool force)
 {
-	long long now = now_ms();
+	long long now = monotonic_ms();
 	bool log_due = force || now - r->stats_ms >= STATS_EVERY_MS;
 	bool metrics_due = r->metrics && now - r->metrics_ms >= METRICS_EVERY_MS;
 	if (!log_due && !metrics_due)
@@ -284,7 +278,7 @@ static void relay_stats(struct relay *r, bool force)
 
 static void relay_prune(struct relay *r)
 {
-	long long now = now_ms();
+	long long now = monotonic_ms();
 	if (r->prune_ms && now - r->prune_ms < PRUNE_EVERY_MS)
 		return;
 	r->prune_ms = now;
@@ -308,7 +302,7 @@ static void relay_prune(struct relay *r)
 static int relay_run(struct relay *r)
 {
 	int idle_ms = 0, backoff_ms = 0;
-	r->stats_ms = now_ms();
+	r->stats_ms = monotonic_ms();
 	if (*r->cfg->metrics_listen) {
 		char err[256];
 		r->metrics = relay_metrics_start(r->cfg->metrics_listen, err, sizeof(err));

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checkout/errbuf.h"
+
 #define ROW_COLUMNS                                                                                          \
 	"id, event_id::text, event_type, aggregate_id::text, payload::text, "                                \
 	"to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
@@ -26,14 +28,6 @@ const struct db_stmt outbox_stmts[] = {
 		     " FROM outbox WHERE published_at IS NULL"},
     {NULL, NULL},
 };
-
-static void copy_err(char *err, size_t errlen, const char *what, const PGresult *res, PGconn *conn)
-{
-	const char *msg = res ? PQresultErrorMessage(res) : "";
-	if (!*msg)
-		msg = PQerrorMessage(conn);
-	snprintf(err, errlen, "%s: %.*s", what, (int)strcspn(msg, "\n"), msg);
-}
 
 void outbox_batch_clear(struct outbox_batch *batch)
 {
@@ -82,7 +76,7 @@ bool outbox_claim(PGconn *conn, int limit, struct outbox_batch *batch, char *err
 	memset(batch, 0, sizeof(*batch));
 	PGresult *res = PQexecPrepared(conn, "outbox_claim", 1, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		copy_err(err, errlen, "claiming outbox rows", res, conn);
+		errbuf_set(err, errlen, "claiming outbox rows: %s", db_error_message(res, conn));
 		PQclear(res);
 		return false;
 	}
@@ -99,7 +93,7 @@ bool outbox_published_page(PGconn *conn, const char *since, long long after_id, 
 	memset(batch, 0, sizeof(*batch));
 	PGresult *res = PQexecPrepared(conn, "outbox_published_page", 3, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		copy_err(err, errlen, "reading published rows", res, conn);
+		errbuf_set(err, errlen, "reading published rows: %s", db_error_message(res, conn));
 		PQclear(res);
 		return false;
 	}
@@ -136,7 +130,7 @@ bool outbox_mark_published(PGconn *conn, const struct outbox_batch *batch, const
 	const char *params[] = {ids};
 	res = PQexecPrepared(conn, "outbox_mark", 1, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-		copy_err(err, errlen, "marking rows published", res, conn);
+		errbuf_set(err, errlen, "marking rows published: %s", db_error_message(res, conn));
 		goto out;
 	}
 	*marked = strtol(PQcmdTuples(res), NULL, 10);
@@ -159,7 +153,7 @@ bool outbox_prune(PGconn *conn, int hours, int limit, long *deleted, char *err, 
 	if (ok)
 		*deleted = strtol(PQcmdTuples(res), NULL, 10);
 	else
-		copy_err(err, errlen, "pruning published rows", res, conn);
+		errbuf_set(err, errlen, "pruning published rows: %s", db_error_message(res, conn));
 	PQclear(res);
 	return ok;
 }
@@ -172,7 +166,7 @@ bool outbox_stats(PGconn *conn, long *pending, double *oldest_s, char *err, size
 		*pending = strtol(PQgetvalue(res, 0, 0), NULL, 10);
 		*oldest_s = strtod(PQgetvalue(res, 0, 1), NULL);
 	} else {
-		copy_err(err, errlen, "reading outbox stats", res, conn);
+		errbuf_set(err, errlen, "reading outbox stats: %s", db_error_message(res, conn));
 	}
 	PQclear(res);
 	return ok;

@@ -5,12 +5,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <librdkafka/rdkafka.h>
 
 #include "checkout/kafka.h"
 #include "checkout/log.h"
+#include "checkout/monotonic.h"
 
 /* How long librdkafka may try to deliver one message before reporting failure. It bounds
  * how long the relay holds a batch's row locks (and its transaction) open. */
@@ -114,13 +114,6 @@ int publisher_timeout_ms(const struct publisher *pub)
 	return MESSAGE_TIMEOUT_MS + REPORT_GRACE_MS;
 }
 
-static long long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static rd_kafka_resp_err_t produce_one(struct publisher *pub, const struct outbox_row *r, uintptr_t tag)
 {
 	return rd_kafka_producev(
@@ -138,7 +131,7 @@ int publisher_send(struct publisher *pub, const struct outbox_batch *batch, bool
 		   size_t errlen)
 {
 	int ok = 0;
-	long long deadline = now_ms() + publisher_timeout_ms(pub);
+	long long deadline = monotonic_ms() + publisher_timeout_ms(pub);
 	rd_kafka_resp_err_t produce_err = RD_KAFKA_RESP_ERR_NO_ERROR;
 
 	*err = '\0';
@@ -163,7 +156,7 @@ int publisher_send(struct publisher *pub, const struct outbox_batch *batch, bool
 		pub->results[i] = RD_KAFKA_RESP_ERR__TIMED_OUT;
 		rd_kafka_resp_err_t e;
 		while ((e = produce_one(pub, &batch->rows[i], tag)) == RD_KAFKA_RESP_ERR__QUEUE_FULL &&
-		       now_ms() < deadline)
+		       monotonic_ms() < deadline)
 			rd_kafka_poll(pub->rk, 10);
 		if (e) {
 			/* not queued: no report will come; the row stays pending */
@@ -176,7 +169,7 @@ int publisher_send(struct publisher *pub, const struct outbox_batch *batch, bool
 	/* every queued message gets a report within message.timeout.ms; wait for all of them.
 	 * flush (rather than poll) also tells librdkafka to send now instead of lingering. */
 	while (pub->reported < produced) {
-		long long left = deadline - now_ms();
+		long long left = deadline - monotonic_ms();
 		if (left <= 0)
 			break;
 		rd_kafka_flush(pub->rk, (int)(left > 100 ? 100 : left));

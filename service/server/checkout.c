@@ -34,10 +34,13 @@
 #include <string.h>
 #include <time.h>
 
+#include "checkout/errbuf.h"
 #include "checkout/fiber.h"
-#include "checkout/hotqueue.h"
 #include "checkout/log.h"
+#include "checkout/monotonic.h"
+#include "hotqueue.h"
 #include "idempotency.h"
+#include "problem.h"
 
 #define BACKOFF_BASE_MS 5
 #define BACKOFF_CAP_MS 500
@@ -136,11 +139,6 @@ static char *sku_array(const struct checkout_request *cart)
 	return text;
 }
 
-static void set_err(char *err, size_t errlen, const char *msg)
-{
-	snprintf(err, errlen, "%.*s", (int)strcspn(msg ? msg : "", "\n"), msg ? msg : "");
-}
-
 /*
  * Sync the pipeline and read the results of its n queries. Tuple results go
  * into keep[i] when keep is not NULL (caller clears them). Leaves pipeline
@@ -158,7 +156,7 @@ static enum tx_status pipe_finish(PGconn *conn, int n, PGresult **keep, bool com
 	*failed = -1;
 	sqlstate[0] = '\0';
 	if (PQpipelineSync(conn) != 1) {
-		set_err(err, errlen, PQerrorMessage(conn));
+		errbuf_set(err, errlen, "%s", PQerrorMessage(conn));
 		status = TX_LOST;
 		goto out;
 	}
@@ -167,7 +165,7 @@ static enum tx_status pipe_finish(PGconn *conn, int n, PGresult **keep, bool com
 		if (!res) {
 			if (PQstatus(conn) == CONNECTION_BAD || ++query > n) {
 				if (status == TX_OK || status == TX_FAILED)
-					set_err(err, errlen, PQerrorMessage(conn));
+					errbuf_set(err, errlen, "%s", PQerrorMessage(conn));
 				status = TX_LOST;
 				goto out;
 			}
@@ -185,7 +183,7 @@ static enum tx_status pipe_finish(PGconn *conn, int n, PGresult **keep, bool com
 			status = db_is_retryable(res) || !strcmp(sqlstate, "55P03") || !strcmp(sqlstate, "57014")
 					 ? TX_RETRY
 					 : TX_FAILED;
-			set_err(err, errlen, PQresultErrorMessage(res));
+			errbuf_set(err, errlen, "%s", PQresultErrorMessage(res));
 		}
 		if (st == PGRES_TUPLES_OK && keep && query < n && !keep[query])
 			keep[query] = res;
@@ -236,17 +234,6 @@ static void collect_lines(const struct checkout_request *cart, const PGresult *r
 			break;
 		}
 	}
-}
-
-static char *problem_text(unsigned status, const char *name, const char *detail, json_t *extra)
-{
-	json_t *problem = http_problem(status, name, detail);
-	if (problem && extra)
-		json_object_update(problem, extra);
-	json_decref(extra);
-	char *text = problem ? json_dumps(problem, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-	json_decref(problem);
-	return text;
 }
 
 /*
@@ -319,8 +306,9 @@ out:
 }
 
 /*
- * The 201 body and the outbox payload (the same object without "status"),
- * as JSON text. Returns false when out of memory.
+ * The 201 body and the outbox payload (the same object without "status",
+ * and with each line's stock after this order, which the views need and the
+ * client is not told), as JSON text. Returns false when out of memory.
  */
 static bool build_admitted(const struct checkout_request *cart, const struct line_state *lines,
 			   const char *order_id, const char *created_at, long long total, char **body,
@@ -339,6 +327,9 @@ static bool build_admitted(const struct checkout_request *cart, const struct lin
 		return false;
 	*body = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	json_object_del(obj, "status");
+	for (size_t i = 0; i < cart->n_items; i++)
+		json_object_set_new(json_array_get(json_object_get(obj, "items"), i), "stock_after",
+				    json_integer(lines[i].stock - cart->items[i].quantity));
 	*payload = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	json_decref(obj);
 	return *body && *payload;
@@ -363,7 +354,7 @@ static enum tx_status checkout_attempt(struct server *srv, PGconn *conn, const s
 	lines = calloc(cart->n_items, sizeof(*lines));
 	skus = sku_array(cart);
 	if (!lines || !skus) {
-		set_err(err, errlen, "out of memory");
+		errbuf_set(err, errlen, "out of memory");
 		goto out;
 	}
 
@@ -371,19 +362,19 @@ static enum tx_status checkout_attempt(struct server *srv, PGconn *conn, const s
 	snprintf(begin, sizeof(begin), "BEGIN ISOLATION LEVEL %s", config_isolation_sql(srv->cfg->isolation));
 	const char *read_params[] = {skus, cart->customer_id};
 	const char *claim_params[] = {key, canonical};
-	double step_started = http_now();
+	double step_started = monotonic_seconds();
 	if (PQenterPipelineMode(conn) != 1 || !send_sql(conn, begin) ||
 	    !send_prepared(conn, "checkout_settings", 0, NULL) ||
 	    (key && !send_prepared(conn, "idempotency_claim", 2, claim_params)) ||
 	    !send_prepared(conn, "checkout_read", 2, read_params) ||
 	    !send_prepared(conn, "checkout_order_id", 0, NULL)) {
 		/* a send fails only on a broken connection; the pool closes it on release */
-		set_err(err, errlen, PQerrorMessage(conn));
+		errbuf_set(err, errlen, "%s", PQerrorMessage(conn));
 		status = TX_LOST_EARLY;
 		goto out;
 	}
 	status = pipe_finish(conn, q_id + 1, reads, false, &failed, sqlstate, err, errlen);
-	metrics_step(STEP_READ, http_now() - step_started);
+	metrics_step(STEP_READ, monotonic_seconds() - step_started);
 	/* lock_timeout while waiting for another transaction that holds the key */
 	if (key && failed == q_claim && !strcmp(sqlstate, "55P03"))
 		status = TX_KEY_BUSY;
@@ -391,7 +382,7 @@ static enum tx_status checkout_attempt(struct server *srv, PGconn *conn, const s
 		goto out;
 	if (!reads[q_read] || !reads[q_id] || PQntuples(reads[q_id]) != 1 ||
 	    (key && !reads[q_claim])) {
-		set_err(err, errlen, "unexpected result from the read");
+		errbuf_set(err, errlen, "unexpected result from the read");
 		status = TX_FAILED;
 		PQclear(db_exec(conn, "ROLLBACK"));
 		goto out;
@@ -409,7 +400,7 @@ static enum tx_status checkout_attempt(struct server *srv, PGconn *conn, const s
 		fiber_sleep_ms((unsigned)srv->cfg->race_pause_ms);
 
 	/* 2. decide */
-	step_started = http_now();
+	step_started = monotonic_seconds();
 	if (!decide(cart, lines, result)) {
 		/* commit even a rejection: under SSI its reads must hold up, and the key keeps its answer */
 		char code[16];
@@ -420,9 +411,9 @@ static enum tx_status checkout_attempt(struct server *srv, PGconn *conn, const s
 		/* a rejection bought nothing: a lost connection is safe to retry */
 		status = ok ? pipe_finish(conn, key ? 2 : 1, NULL, false, &failed, sqlstate, err, errlen)
 			    : TX_LOST_EARLY;
-		metrics_step(STEP_WRITE_COMMIT, http_now() - step_started);
+		metrics_step(STEP_WRITE_COMMIT, monotonic_seconds() - step_started);
 		if (!ok)
-			set_err(err, errlen, PQerrorMessage(conn));
+			errbuf_set(err, errlen, "%s", PQerrorMessage(conn));
 		if (status != TX_OK) {
 			free(result->body);
 			result->body = NULL;
@@ -437,7 +428,7 @@ static enum tx_status checkout_attempt(struct server *srv, PGconn *conn, const s
 	for (size_t i = 0; i < cart->n_items; i++)
 		total += lines[i].price_cents * cart->items[i].quantity;
 	if (!build_admitted(cart, lines, order_id, created_at, total, &body, &payload)) {
-		set_err(err, errlen, "out of memory");
+		errbuf_set(err, errlen, "out of memory");
 		PQclear(db_exec(conn, "ROLLBACK"));
 		status = TX_FAILED;
 		goto out;
@@ -479,12 +470,12 @@ static enum tx_status checkout_attempt(struct server *srv, PGconn *conn, const s
 	sent++;
 	if (!ok) {
 		/* libpq may have flushed part of it: the outcome is unknown */
-		set_err(err, errlen, PQerrorMessage(conn));
+		errbuf_set(err, errlen, "%s", PQerrorMessage(conn));
 		status = TX_LOST;
 		goto out;
 	}
 	status = pipe_finish(conn, sent, NULL, true, &failed, sqlstate, err, errlen);
-	metrics_step(STEP_WRITE_COMMIT, http_now() - step_started);
+	metrics_step(STEP_WRITE_COMMIT, monotonic_seconds() - step_started);
 	if (status != TX_OK)
 		goto out;
 
@@ -558,9 +549,9 @@ void checkout_run(struct server *srv, PGconn **conn, const struct checkout_reque
 			goto unavailable;
 		}
 		if (!*conn) {
-			double asked = http_now();
+			double asked = monotonic_seconds();
 			*conn = db_pool_acquire(srv->pool, HTTP_DB_WAIT_MS, err, sizeof(err));
-			metrics_step(STEP_POOL_WAIT, http_now() - asked);
+			metrics_step(STEP_POOL_WAIT, monotonic_seconds() - asked);
 		}
 		if (!*conn)
 			goto unavailable;
@@ -641,7 +632,7 @@ unavailable:
 
 /* ---- the handler ------------------------------------------------------ */
 
-enum MHD_Result checkout_handle(struct http_request *req)
+enum MHD_Result checkout_handle(struct http_request *req, const char *param)
 {
 	struct server *srv = req->srv;
 	struct checkout_request *cart = malloc(sizeof(*cart));
@@ -653,6 +644,7 @@ enum MHD_Result checkout_handle(struct http_request *req)
 	const char *key = http_header(req, "Idempotency-Key");
 	struct hotqueue_hold turn;
 
+	(void)param;
 	hotqueue_hold_init(&turn);
 	if (!cart)
 		goto out;
@@ -681,9 +673,9 @@ enum MHD_Result checkout_handle(struct http_request *req)
 	 * ends with the request's deadline like every other. */
 	for (size_t i = 0; i < cart->n_items; i++)
 		hotqueue_hold_add(&turn, cart->items[i].sku);
-	double asked = http_now();
+	double asked = monotonic_seconds();
 	bool turn_taken = hotqueue_acquire(srv->hotq, &turn);
-	metrics_step(STEP_HOT_SKU_WAIT, http_now() - asked);
+	metrics_step(STEP_HOT_SKU_WAIT, monotonic_seconds() - asked);
 	if (turn_taken) {
 		checkout_run(srv, &conn, cart, key, canonical, &result);
 	} else {
@@ -727,7 +719,7 @@ enum MHD_Result checkout_handle(struct http_request *req)
 	}
 out:
 	hotqueue_release(srv->hotq, &turn);
-	metrics_checkout(result.outcome, http_now() - req->started);
+	metrics_checkout(result.outcome, monotonic_seconds() - req->started);
 	db_pool_release(srv->pool, conn);
 	free(result.body);
 	free(canonical);

@@ -43,7 +43,7 @@ extern const struct db_stmt checkout_stmts[];
 void checkout_run(struct server *srv, PGconn **conn, const struct checkout_request *cart, const char *key,
 		  const char *canonical, struct checkout_result *result);
 
-/* The POST /v1/checkout handler (the body is complete and typed JSON). */
-enum MHD_Result checkout_handle(struct http_request *req);
+/* The POST /v1/checkout handler (the body is complete and typed JSON; param is ""). */
+enum MHD_Result checkout_handle(struct http_request *req, const char *param);
 
 #endif

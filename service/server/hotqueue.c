@@ -1,5 +1,5 @@
 /* hotqueue.c - stripes with FIFO wait queues that order checkouts of the same SKU. */
-#include "checkout/hotqueue.h"
+#include "hotqueue.h"
 
 #include <stdlib.h>
 #include <string.h>

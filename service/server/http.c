@@ -9,52 +9,18 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
-#include <time.h>
 
-#include "checkout.h"
 #include "checkout/db.h"
+#include "checkout/errbuf.h"
 #include "checkout/fiber.h"
 #include "checkout/log.h"
-#include "orders.h"
-#include "products.h"
-#include "validate.h"
-
-#define PROBLEM_BASE "https://checkout.example/problems/"
+#include "checkout/monotonic.h"
+#include "problem.h"
+#include "routes.h"
 
 /* MHD's buffer per connection (headers, body chunks), cleared for every request: its default
  * of 32 KiB made that clearing a visible share of the server's CPU; headers still get 12 KiB */
 #define HTTP_CONNECTION_MEMORY (16 * 1024)
-
-static const struct {
-	const char *name;
-	const char *title;
-} problem_titles[] = {
-    {"invalid-request", "The request is not valid"},
-    {"payload-too-large", "The request body is larger than 64 KiB"},
-    {"unsupported-media-type", "The request body must be application/json"},
-    {"method-not-allowed", "Method not allowed"},
-    {"not-found", "Not found"},
-    {"out-of-stock", "Some items are out of stock"},
-    {"purchase-limit-exceeded", "The purchase limit would be exceeded"},
-    {"unknown-sku", "Some SKUs do not exist"},
-    {"unknown-limit-group", "The limit group does not exist"},
-    {"idempotency-key-mismatch", "The Idempotency-Key was used with another request"},
-    {"idempotency-key-in-use", "A request with this Idempotency-Key is still running"},
-    {"database-unavailable", "The database is unavailable"},
-    {"outcome-unknown", "The outcome of the checkout is unknown"},
-    {"too-much-contention", "Too many concurrent checkouts conflicted"},
-    {"server-stopping", "The server is stopping"},
-    {"unauthorized", "A valid admin token is required"},
-    {"forbidden", "Admin operations are disabled"},
-    {"internal-error", "Internal error"},
-};
-
-double http_now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 const char *http_header(struct http_request *req, const char *name)
 {
@@ -91,7 +57,7 @@ enum MHD_Result http_reply(struct http_request *req, unsigned status, const char
 			return ret;
 	}
 	req->status = status;
-	metrics_request(req->route, status);
+	metrics_request(req->metric, status);
 	return MHD_YES;
 }
 
@@ -109,18 +75,6 @@ enum MHD_Result http_reply_json(struct http_request *req, unsigned status, json_
 	return ret;
 }
 
-json_t *http_problem(unsigned status, const char *name, const char *detail)
-{
-	const char *title = name;
-	char type[128];
-	for (size_t i = 0; i < sizeof(problem_titles) / sizeof(problem_titles[0]); i++)
-		if (!strcmp(problem_titles[i].name, name))
-			title = problem_titles[i].title;
-	snprintf(type, sizeof(type), PROBLEM_BASE "%s", name);
-	return json_pack("{s:s, s:s, s:i, s:s}", "type", type, "title", title, "status", (int)status,
-			 "detail", detail ? detail : title);
-}
-
 enum MHD_Result http_reply_problem(struct http_request *req, unsigned status, const char *name,
 				   const char *detail, json_t *extra)
 {
@@ -130,11 +84,7 @@ enum MHD_Result http_reply_problem(struct http_request *req, unsigned status, co
 enum MHD_Result http_reply_problem_with(struct http_request *req, unsigned status, const char *name,
 					const char *detail, json_t *extra, const char *const *headers)
 {
-	json_t *problem = http_problem(status, name, detail);
-	if (problem && extra)
-		json_object_update(problem, extra);
-	json_decref(extra);
-	return http_reply_json(req, status, problem, headers);
+	return http_reply_json(req, status, problem_new(status, name, detail, extra), headers);
 }
 
 enum MHD_Result http_reply_invalid(struct http_request *req, json_t *errors)
@@ -143,6 +93,12 @@ enum MHD_Result http_reply_invalid(struct http_request *req, json_t *errors)
 	return http_reply_problem(
 	    req, 400, "invalid-request",
 	    "The request is not valid; errors names each field, header or parameter that is wrong.", extra);
+}
+
+enum MHD_Result http_reply_db_error(struct http_request *req, const PGresult *res)
+{
+	log_error("%s %s: %s", req->method, req->url, res ? PQresultErrorMessage(res) : "no result");
+	return http_reply_problem(req, 500, "internal-error", "The request failed.", NULL);
 }
 
 enum MHD_Result http_reply_unavailable(struct http_request *req, const char *name, const char *detail)
@@ -200,8 +156,7 @@ PGresult *http_db_exec(struct http_request *req, const char *stmt, int n, const 
 		res = db_exec_prepared(conn, stmt, n, params);
 		bool lost = !res || PQstatus(conn) == CONNECTION_BAD;
 		if (lost)
-			snprintf(err, sizeof(err), "%.*s", (int)strcspn(PQerrorMessage(conn), "\n"),
-				 PQerrorMessage(conn));
+			errbuf_set(err, sizeof(err), "%s", PQerrorMessage(conn));
 		db_pool_release(req->srv->pool, conn);
 		if (!lost)
 			return res;
@@ -212,39 +167,6 @@ PGresult *http_db_exec(struct http_request *req, const char *stmt, int n, const 
 	*ret = http_reply_unavailable(req, "database-unavailable",
 				      "The database cannot be reached; retry later.");
 	return NULL;
-}
-
-static enum MHD_Result handle_readyz(struct http_request *req)
-{
-	char err[256];
-	/* a probe must answer quickly, whatever the database does: a frozen one is "not ready" */
-	if (fiber_deadline_left_ms() > HTTP_READYZ_TIMEOUT_MS)
-		fiber_set_deadline_ms(HTTP_READYZ_TIMEOUT_MS);
-	PGconn *conn = db_pool_acquire(req->srv->pool, HTTP_READYZ_TIMEOUT_MS, err, sizeof(err));
-	bool ok = conn && db_command(conn, "SELECT 1", err, sizeof(err));
-	db_pool_release(req->srv->pool, conn);
-	if (!ok)
-		return http_reply_unavailable(req, "database-unavailable", err);
-	return http_reply_json(req, 200, json_pack("{s:s}", "status", "ready"), NULL);
-}
-
-static enum MHD_Result handle_metrics(struct http_request *req)
-{
-	char *text = metrics_render(req->srv->pool);
-	if (!text)
-		return MHD_NO;
-	enum MHD_Result ret = http_reply(req, 200, "text/plain; version=0.0.4", text, strlen(text), NULL);
-	free(text);
-	return ret;
-}
-
-/* The part of url after prefix when it is one valid path segment, else NULL. */
-static const char *segment_after(const char *url, const char *prefix)
-{
-	size_t n = strlen(prefix);
-	if (strncmp(url, prefix, n))
-		return NULL;
-	return url + n;
 }
 
 static enum MHD_Result method_not_allowed(struct http_request *req, const char *allow)
@@ -260,99 +182,27 @@ static enum MHD_Result not_found(struct http_request *req)
 	return http_reply_problem(req, 404, "not-found", "No such resource.", NULL);
 }
 
-/* Decide the route from the path alone (for metrics and early replies). */
-static enum metrics_route route_of(const char *url)
-{
-	const char *rest;
-	if (!strcmp(url, "/v1/checkout"))
-		return ROUTE_CHECKOUT;
-	if (!strcmp(url, "/v1/products"))
-		return ROUTE_PRODUCTS;
-	if ((rest = segment_after(url, "/v1/products/")) && *rest)
-		return products_adjustments_sku(rest, NULL, 0) ? ROUTE_STOCK_ADJUSTMENTS : ROUTE_PRODUCT;
-	if ((rest = segment_after(url, "/v1/limits/")) && *rest)
-		return ROUTE_LIMIT;
-	if ((rest = segment_after(url, "/v1/orders/")) && *rest)
-		return ROUTE_ORDER;
-	if (!strcmp(url, "/healthz"))
-		return ROUTE_HEALTHZ;
-	if (!strcmp(url, "/readyz"))
-		return ROUTE_READYZ;
-	if (!strcmp(url, "/metrics"))
-		return ROUTE_METRICS;
-	return ROUTE_UNKNOWN;
-}
-
+/* Answer req by its route: the checks its entry asks for (routes.h, in that order), then its handler. */
 static enum MHD_Result dispatch(struct http_request *req)
 {
-	const char *m = req->method;
-	bool get = !strcmp(m, "GET") || !strcmp(m, "HEAD");
-	bool put = !strcmp(m, "PUT");
 	enum MHD_Result ret;
+	char allow[64];
 
 	if (req->body_too_large)
 		return http_reply_problem(req, 413, "payload-too-large",
 					  "The body must be at most 65536 bytes.", NULL);
-	switch (req->route) {
-	case ROUTE_CHECKOUT:
-		if (strcmp(m, "POST"))
-			return method_not_allowed(req, "POST");
-		if (!http_require_json(req, &ret))
-			return ret;
-		return checkout_handle(req);
-	case ROUTE_PRODUCTS:
-		return get ? products_handle_list(req) : method_not_allowed(req, "GET");
-	case ROUTE_PRODUCT: {
-		const char *sku = segment_after(req->url, "/v1/products/");
-		if (!get && !put)
-			return method_not_allowed(req, "GET, PUT");
-		if (!validate_identifier(sku))
-			return not_found(req);
-		if (get)
-			return products_handle_get(req, sku);
-		if (!http_require_admin(req, &ret) || !http_require_json(req, &ret))
-			return ret;
-		return products_handle_put(req, sku);
-	}
-	case ROUTE_STOCK_ADJUSTMENTS: {
-		char sku[VALIDATE_ID_BUF];
-		if (strcmp(m, "POST"))
-			return method_not_allowed(req, "POST");
-		if (!products_adjustments_sku(segment_after(req->url, "/v1/products/"), sku, sizeof(sku)) ||
-		    !validate_identifier(sku))
-			return not_found(req);
-		if (!http_require_admin(req, &ret) || !http_require_json(req, &ret))
-			return ret;
-		return products_handle_adjust_stock(req, sku);
-	}
-	case ROUTE_LIMIT: {
-		const char *group = segment_after(req->url, "/v1/limits/");
-		if (!put)
-			return method_not_allowed(req, "PUT");
-		if (!validate_identifier(group))
-			return not_found(req);
-		if (!http_require_admin(req, &ret) || !http_require_json(req, &ret))
-			return ret;
-		return products_handle_put_limit(req, group);
-	}
-	case ROUTE_ORDER: {
-		const char *id = segment_after(req->url, "/v1/orders/");
-		if (!get)
-			return method_not_allowed(req, "GET");
-		if (!validate_uuid(id))
-			return not_found(req);
-		return orders_handle_get(req, id);
-	}
-	case ROUTE_HEALTHZ:
-		return get ? http_reply_json(req, 200, json_pack("{s:s}", "status", "alive"), NULL)
-			   : method_not_allowed(req, "GET");
-	case ROUTE_READYZ:
-		return get ? handle_readyz(req) : method_not_allowed(req, "GET");
-	case ROUTE_METRICS:
-		return get ? handle_metrics(req) : method_not_allowed(req, "GET");
-	default:
+	if (!req->route)
 		return not_found(req);
-	}
+	const struct route *r = routes_match_method(req->route, req->method, allow, sizeof(allow));
+	if (!r)
+		return method_not_allowed(req, allow);
+	if (r->param_ok && !r->param_ok(req->param))
+		return not_found(req);
+	if (r->admin && !http_require_admin(req, &ret))
+		return ret;
+	if (r->json_body && !http_require_json(req, &ret))
+		return ret;
+	return r->handle(req, req->param);
 }
 
 /* Run MHD once for the connections resumed since the last run (batched: see run_handler). */
@@ -384,7 +234,7 @@ static void run_handler(void *arg)
 	struct http_request *req = arg;
 	struct server *srv = req->srv;
 	/* the request's deadline: every wait of the handler ends by then */
-	int left = srv->cfg->request_timeout_ms - (int)((http_now() - req->started) * 1000.0);
+	int left = srv->cfg->request_timeout_ms - (int)((monotonic_seconds() - req->started) * 1000.0);
 	fiber_set_deadline_ms(left > 1 ? left : 1);
 	req->in_fiber = true;
 	req->result = dispatch(req);
@@ -417,8 +267,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		req->conn = conn;
 		req->method = method;
 		req->url = url;
-		req->route = route_of(url);
-		req->started = http_now();
+		req->route = routes_match_path(url, req->param, sizeof(req->param));
+		req->metric = req->route ? req->route->metric : ROUTE_UNKNOWN;
+		req->started = monotonic_seconds();
 		*con_cls = req;
 		/* refuse a body announced too large before reading it */
 		const char *cl =
@@ -487,13 +338,13 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	struct http_conn *hc = ci ? ci->socket_context : NULL;
 	if (hc) { /* the next request's head is awaited from now on */
 		hc->head_done = false;
-		hc->since = http_now();
+		hc->since = monotonic_seconds();
 	}
 	if (!req)
 		return;
 	if (log_enabled(LOG_DEBUG))
 		log_msg(LOG_DEBUG, NULL, "%s %s -> %u in %.1f ms%s", req->method, req->url, req->status,
-			(http_now() - req->started) * 1000.0,
+			(monotonic_seconds() - req->started) * 1000.0,
 			toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (aborted)");
 	if (req->response)
 		MHD_destroy_response(req->response);
@@ -525,7 +376,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 			return;
 		}
 		hc->fd = ci->connect_fd;
-		hc->since = http_now();
+		hc->since = monotonic_seconds();
 		hc->next = srv->conns;
 		if (srv->conns)
 			srv->conns->prev = hc;
@@ -554,7 +405,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
  */
 static void cut_slow_heads(struct server *srv)
 {
-	double now = http_now(), limit = srv->cfg->http_head_timeout_seconds;
+	double now = monotonic_seconds(), limit = srv->cfg->http_head_timeout_seconds;
 	for (struct http_conn *hc = srv->conns; hc; hc = hc->next) {
 		if (hc->head_done || hc->cut || now - hc->since < limit)
 			continue;
@@ -581,8 +432,8 @@ static void pump(void *arg)
 	for (;;) {
 		bool stopping = atomic_load(&srv->stopping);
 		if (stopping && stop_by == 0)
-			stop_by = http_now() + HTTP_STOP_GRACE_MS / 1000.0;
-		if (stopping && (srv->in_flight == 0 || http_now() > stop_by))
+			stop_by = monotonic_seconds() + HTTP_STOP_GRACE_MS / 1000.0;
+		if (stopping && (srv->in_flight == 0 || monotonic_seconds() > stop_by))
 			break;
 		/* wake for MHD's own timeouts too, and at least every 100 ms to notice a stop */
 		MHD_UNSIGNED_LONG_LONG ms = 100;
@@ -590,9 +441,9 @@ static void pump(void *arg)
 			ms = 100;
 		if (fd < 0 || fiber_wait_fd(fd, POLLIN, (int)ms) < 0)
 			fiber_sleep_ms((unsigned)ms);
-		if (http_now() >= next_sweep) {
+		if (monotonic_seconds() >= next_sweep) {
 			cut_slow_heads(srv);
-			next_sweep = http_now() + 0.2;
+			next_sweep = monotonic_seconds() + 0.2;
 		}
 		MHD_run(srv->daemon);
 	}

@@ -1,10 +1,12 @@
-/* http.h - the HTTP side of checkout-server: daemon, routing, replies.
+/* http.h - the transport of checkout-server: the daemon, requests, replies.
  *
  * libmicrohttpd runs inside the server's event loop (fiber.h) and every
  * request's handler in a fiber of its own, so a handler may wait on the
  * database without stalling other clients; the database pool bounds how
- * many of them touch PostgreSQL at once. Every handler answers through one
- * of the http_reply* functions exactly once.
+ * many of them touch PostgreSQL at once. Which handler answers a request is
+ * the routes table's business (routes.h): this file knows none by name.
+ * Every handler answers through one of the http_reply* functions exactly
+ * once.
  */
 #ifndef CHECKOUT_SERVER_HTTP_H
 #define CHECKOUT_SERVER_HTTP_H
@@ -16,13 +18,12 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "checkout/config.h"
 #include "metrics.h"
+#include "server.h"
+#include "validate.h"
 
 /* How long a request waits for a database connection before a 503 (and no longer than its deadline). */
 #define HTTP_DB_WAIT_MS 1500
-/* How long /readyz waits for the database before saying "not ready". */
-#define HTTP_READYZ_TIMEOUT_MS 900
 /* How long a stopping server lets running requests finish. */
 #define HTTP_STOP_GRACE_MS 30000
 
@@ -35,18 +36,7 @@ struct http_conn {
 	bool cut;	/* shut down for taking too long */
 };
 
-/* What every handler may use; lives as long as the daemon. */
-struct server {
-	const struct config *cfg;
-	struct db_pool *pool;
-	struct hotqueue *hotq;	   /* the hot-SKU queue; NULL when switched off */
-	struct fiber_loop *loop;   /* runs MHD and every request's handler, in fibers */
-	struct MHD_Daemon *daemon; /* loop thread only */
-	int in_flight;		   /* requests whose fiber runs; loop thread only */
-	bool kick_pending;	   /* an MHD run for resumed connections is due; loop thread only */
-	struct http_conn *conns;   /* every open client connection; loop thread only */
-	atomic_bool stopping;	   /* set by http_stop: new requests get 503 */
-};
+struct route;
 
 /* One request, allocated on its first callback and freed when it completes. */
 struct http_request {
@@ -54,7 +44,9 @@ struct http_request {
 	struct MHD_Connection *conn;
 	const char *method; /* owned by MHD */
 	const char *url;    /* owned by MHD, percent-decoded */
-	enum metrics_route route;
+	const struct route *route;   /* the routes entry its path matched (routes.h); NULL: none */
+	char param[VALIDATE_ID_BUF]; /* the path's {parameter}, "" when none */
+	enum metrics_route metric;   /* what it is counted under */
 	char *body;
 	size_t body_len;
 	bool body_too_large;
@@ -86,9 +78,6 @@ const char *http_header(struct http_request *req, const char *name);
 /* A query parameter's value (percent-decoded by libmicrohttpd), or NULL. */
 const char *http_query(struct http_request *req, const char *name);
 
-/* Monotonic clock in seconds. */
-double http_now(void);
-
 /*
  * Queue a response of len bytes of body with the given content type and
  * extra headers (pairs of name, value; NULL-terminated; may be NULL).
@@ -104,13 +93,7 @@ enum MHD_Result http_reply(struct http_request *req, unsigned status, const char
 enum MHD_Result http_reply_json(struct http_request *req, unsigned status, json_t *body,
 				const char *const *headers);
 
-/*
- * A new RFC 9457 problem object: type ".../problems/<name>", the title for
- * name, status and detail. Returns NULL when out of memory.
- */
-json_t *http_problem(unsigned status, const char *name, const char *detail);
-
-/* Build a problem (see http_problem), merge extra into it (takes it; may be NULL) and reply. */
+/* Build a problem (see problem_new), merge extra into it (takes it; may be NULL) and reply. */
 enum MHD_Result http_reply_problem(struct http_request *req, unsigned status, const char *name,
 				   const char *detail, json_t *extra);
 
@@ -120,6 +103,9 @@ enum MHD_Result http_reply_problem_with(struct http_request *req, unsigned statu
 
 /* Reply 400 invalid-request with the "errors" array of {field, message} (takes it; may be NULL). */
 enum MHD_Result http_reply_invalid(struct http_request *req, json_t *errors);
+
+/* Log res's error with the request's method and path, and reply 500 internal-error. */
+enum MHD_Result http_reply_db_error(struct http_request *req, const PGresult *res);
 
 /* Reply 503 with Retry-After. */
 enum MHD_Result http_reply_unavailable(struct http_request *req, const char *name, const char *detail);

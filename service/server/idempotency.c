@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checkout/errbuf.h"
+
 #define HASH "encode(sha256(convert_to($2, 'UTF8')), 'hex')"
 
 const struct db_stmt idempotency_stmts[] = {
@@ -36,8 +38,7 @@ enum idempotency_lookup idempotency_lookup(PGconn *conn, const char *key, const 
 	memset(stored, 0, sizeof(*stored));
 	PGresult *res = db_exec_prepared(conn, "idempotency_lookup", 2, params);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		snprintf(err, errlen, "%.*s", (int)strcspn(res ? PQresultErrorMessage(res) : PQerrorMessage(conn), "\n"),
-			 res ? PQresultErrorMessage(res) : PQerrorMessage(conn));
+		errbuf_set(err, errlen, "%s", db_error_message(res, conn));
 		goto out;
 	}
 	if (PQntuples(res) != 1 || PQgetisnull(res, 0, 1)) {

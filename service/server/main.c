@@ -11,11 +11,14 @@
 #include "checkout.h"
 #include "checkout/config.h"
 #include "checkout/db.h"
+#include "checkout/errbuf.h"
 #include "checkout/fiber.h"
-#include "checkout/hotqueue.h"
 #include "checkout/log.h"
+#include "checkout/monotonic.h"
+#include "hotqueue.h"
 #include "http.h"
 #include "idempotency.h"
+#include "limits.h"
 #include "orders.h"
 #include "products.h"
 
@@ -53,7 +56,7 @@ static void purge_expired_keys(struct server *srv)
 			deleted = strtol(PQcmdTuples(res), NULL, 10);
 			total += deleted;
 		} else {
-			snprintf(err, sizeof(err), "%s", res ? PQresultErrorMessage(res) : PQerrorMessage(conn));
+			errbuf_set(err, sizeof(err), "%s", db_error_message(res, conn));
 			deleted = -1;
 		}
 		PQclear(res);
@@ -72,9 +75,9 @@ static void housekeeping(void *arg)
 	struct server *srv = arg;
 	double next = 0;
 	while (!atomic_load(&srv->stopping)) {
-		if (http_now() >= next) {
+		if (monotonic_seconds() >= next) {
 			purge_expired_keys(srv);
-			next = http_now() + srv->cfg->idempotency_purge_seconds;
+			next = monotonic_seconds() + srv->cfg->idempotency_purge_seconds;
 		}
 		fiber_sleep_ms(100); /* a stopping server waits at most this long for this fiber */
 	}
@@ -82,8 +85,9 @@ static void housekeeping(void *arg)
 
 int main(int argc, char **argv)
 {
-	static const struct db_stmt *const statements[] = {checkout_stmts, products_stmts, orders_stmts,
-							   idempotency_stmts, NULL};
+	static const struct db_stmt *const statements[] = {
+	    checkout_stmts, products_stmts, limits_stmts, orders_stmts, idempotency_stmts, NULL,
+	};
 	struct config cfg;
 	struct server srv = {0};
 	int status = EXIT_FAILURE;

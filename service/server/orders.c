@@ -3,8 +3,6 @@
 
 #include <stdlib.h>
 
-#include "checkout/log.h"
-
 const struct db_stmt orders_stmts[] = {
     /* the same shape as the 201 answer of the checkout */
     {"orders_get", "SELECT o.id::text, o.customer_id, o.email, o.total_cents, "
@@ -24,8 +22,7 @@ enum MHD_Result orders_handle_get(struct http_request *req, const char *id)
 	if (!res)
 		return ret;
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		log_error("GET order %s: %s", id, PQresultErrorMessage(res));
-		ret = http_reply_problem(req, 500, "internal-error", "The request failed.", NULL);
+		ret = http_reply_db_error(req, res);
 	} else if (PQntuples(res) == 0) {
 		ret = http_reply_problem(req, 404, "not-found", "No order has this id.", NULL);
 	} else {

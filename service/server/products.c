@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "checkout/fields.h"
 #include "checkout/log.h"
 #include "validate.h"
 
@@ -13,9 +12,6 @@
 #define PRODUCT_COLUMNS "sku, name, price_cents, stock, limit_group, version"
 #define PRODUCT_VERSION 5 /* its index among PRODUCT_COLUMNS */
 
-/* A stock adjustment's delta: non-zero, and no larger than the largest stock. */
-#define ADJUST_MAX_DELTA VALIDATE_MAX_STOCK
-#define ADJUST_MAX_REASON_CHARS 200
 /* Tries of a single-statement write that hit 40001/40P01 (only at a default
  * isolation above read committed: at read committed the statement waits for
  * a concurrent writer of the row and re-checks its condition instead). */
@@ -59,9 +55,6 @@ const struct db_stmt products_stmts[] = {
      "a AS (INSERT INTO stock_adjustments (sku, delta, reason, stock_after) "
      "  SELECT sku, $2::integer, $3, stock FROM p) "
      "SELECT * FROM p"},
-    {"limits_put", "INSERT INTO limit_groups (name, per_customer) VALUES ($1, $2) "
-		   "ON CONFLICT (name) DO UPDATE SET per_customer = EXCLUDED.per_customer "
-		   "RETURNING (xmax = 0), name, per_customer"},
     {NULL, NULL},
 };
 
@@ -73,12 +66,6 @@ static json_t *product_json(const PGresult *res, int r, int col)
 	    "price_cents", (json_int_t)strtoll(PQgetvalue(res, r, col + 2), NULL, 10), "stock",
 	    (json_int_t)strtoll(PQgetvalue(res, r, col + 3), NULL, 10), "limit_group",
 	    PQgetisnull(res, r, col + 4) ? json_null() : json_string(PQgetvalue(res, r, col + 4)));
-}
-
-static enum MHD_Result internal_error(struct http_request *req, const PGresult *res)
-{
-	log_error("%s %s: %s", req->method, req->url, res ? PQresultErrorMessage(res) : "no result");
-	return http_reply_problem(req, 500, "internal-error", "The request failed.", NULL);
 }
 
 /*
@@ -100,24 +87,6 @@ static enum MHD_Result reply_product(struct http_request *req, unsigned status, 
 	etag_of(res, r, col, etag, sizeof(etag));
 	const char *headers[] = {"ETag", etag, NULL};
 	return http_reply_json(req, status, product_json(res, r, col), headers);
-}
-
-/*
- * A problem whose title is given here (http.c's table of titles has the
- * catalogue's own problems only); headers as for http_reply_problem_with.
- */
-static enum MHD_Result reply_titled_problem(struct http_request *req, unsigned status, const char *name,
-					    const char *title, const char *detail, json_t *extra,
-					    const char *const *headers)
-{
-	json_t *problem = http_problem(status, name, detail);
-	if (problem) {
-		json_object_set_new(problem, "title", json_string(title));
-		if (extra)
-			json_object_update(problem, extra);
-	}
-	json_decref(extra);
-	return http_reply_json(req, status, problem, headers);
 }
 
 /*
@@ -157,13 +126,14 @@ static json_t *next_link(int limit, const char *sku)
 	return json_string(link);
 }
 
-enum MHD_Result products_handle_list(struct http_request *req)
+enum MHD_Result products_handle_list(struct http_request *req, const char *param)
 {
 	struct product_page page;
 	json_t *errors = NULL;
 	enum MHD_Result ret = MHD_NO;
 	char rows[16];
 
+	(void)param;
 	if (!validate_product_page(http_query(req, "limit"), http_query(req, "after"), &page, &errors))
 		return http_reply_invalid(req, errors);
 	/* one row more than the page tells whether there is a next one */
@@ -173,7 +143,7 @@ enum MHD_Result products_handle_list(struct http_request *req)
 	if (!res)
 		return ret;
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		ret = internal_error(req, res);
+		ret = http_reply_db_error(req, res);
 		goto out;
 	}
 	int n = PQntuples(res) > page.limit ? page.limit : PQntuples(res);
@@ -197,7 +167,7 @@ enum MHD_Result products_handle_get(struct http_request *req, const char *sku)
 	if (!res)
 		return ret;
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
-		ret = internal_error(req, res);
+		ret = http_reply_db_error(req, res);
 	else if (PQntuples(res) == 0)
 		ret = http_reply_problem(req, 404, "not-found", "No product has this SKU.", NULL);
 	else
@@ -274,18 +244,18 @@ static enum MHD_Result reply_precondition_failed(struct http_request *req, const
 	if (!res)
 		return ret;
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		ret = internal_error(req, res);
+		ret = http_reply_db_error(req, res);
 	} else if (PQntuples(res) == 0) {
-		ret = reply_titled_problem(req, 412, "precondition-failed", "The precondition failed",
-					   "No product has this SKU, so If-Match cannot match; a PUT without "
-					   "If-Match creates it.",
-					   NULL, NULL);
+		ret = http_reply_problem(req, 412, "precondition-failed",
+					 "No product has this SKU, so If-Match cannot match; a PUT without "
+					 "If-Match creates it.",
+					 NULL);
 	} else {
 		char etag[48];
 		etag_of(res, 0, 0, etag, sizeof(etag));
 		const char *headers[] = {"ETag", etag, NULL};
-		ret = reply_titled_problem(
-		    req, 412, "precondition-failed", "The precondition failed",
+		ret = http_reply_problem_with(
+		    req, 412, "precondition-failed",
 		    "The product changed since the If-Match ETag was read (a sale, say): "
 		    "read it again (its ETag is in this answer) and decide anew.",
 		    json_pack("{s:s}", "etag", etag), headers);
@@ -329,132 +299,21 @@ enum MHD_Result products_handle_put(struct http_request *req, const char *sku)
 					 "Create the limit group first with PUT /v1/limits/{group}.",
 					 json_pack("{s:s}", "limit_group", in.limit_group));
 	} else {
-		ret = internal_error(req, res);
+		ret = http_reply_db_error(req, res);
 	}
 	PQclear(res);
 	return ret;
-}
-
-enum MHD_Result products_handle_put_limit(struct http_request *req, const char *group)
-{
-	int per_customer = 0;
-	json_t *errors = NULL;
-	enum MHD_Result ret = MHD_NO;
-	char n[16];
-
-	if (!validate_limit(req->body, req->body_len, &per_customer, &errors))
-		return http_reply_invalid(req, errors);
-	snprintf(n, sizeof(n), "%d", per_customer);
-	const char *params[] = {group, n};
-	PGresult *res = http_db_exec(req, "limits_put", 2, params, &ret);
-	if (!res)
-		return ret;
-	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
-		bool created = !strcmp(PQgetvalue(res, 0, 0), "t");
-		ret = http_reply_json(req, created ? 201 : 200,
-				      json_pack("{s:s, s:I}", "limit_group", PQgetvalue(res, 0, 1),
-						"per_customer",
-						(json_int_t)strtoll(PQgetvalue(res, 0, 2), NULL, 10)),
-				      NULL);
-		log_info("limit group %s: %d per customer", group, per_customer);
-	} else {
-		ret = internal_error(req, res);
-	}
-	PQclear(res);
-	return ret;
-}
-
-bool products_adjustments_sku(const char *rest, char *sku, size_t len)
-{
-	size_t n = rest ? strlen(rest) : 0, suffix = strlen(PRODUCTS_ADJUSTMENTS_SUFFIX);
-	if (n <= suffix || strcmp(rest + n - suffix, PRODUCTS_ADJUSTMENTS_SUFFIX))
-		return false;
-	if (!sku)
-		return true;
-	if (n - suffix >= len)
-		return false;
-	memcpy(sku, rest, n - suffix);
-	sku[n - suffix] = '\0';
-	return true;
-}
-
-/* A POST .../stock-adjustments body. */
-struct adjustment {
-	long long delta;
-	const char *reason; /* in the parsed body: valid as long as it */
-};
-
-static void add_error(json_t *errors, const char *field, const char *message)
-{
-	json_array_append_new(errors, json_pack("{s:s, s:s}", "field", field, "message", message));
-}
-
-/*
- * Parse the body into *out. Returns the parsed JSON (the caller decrefs it;
- * out->reason points into it) when valid; otherwise NULL and *errors is a
- * new array naming each field that is wrong.
- */
-static json_t *parse_adjustment(const char *body, size_t len, struct adjustment *out, json_t **errors)
-{
-	char msg[128];
-	json_error_t jerr;
-	json_t *errs = json_array();
-	/* a NUL is let in to be refused as a control character of the field that has it */
-	json_t *root = json_loadb(body ? body : "", len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
-
-	*errors = NULL;
-	if (!errs) {
-		json_decref(root);
-		return NULL;
-	}
-	if (!json_is_object(root)) {
-		/* jansson's own text may quote the offending bytes (not UTF-8, say): only where */
-		snprintf(msg, sizeof(msg), "malformed JSON at line %d column %d", jerr.line, jerr.column);
-		add_error(errs, "", root ? "the body must be a JSON object" : msg);
-		goto out;
-	}
-	json_t *delta = json_object_get(root, "delta");
-	snprintf(msg, sizeof(msg), "must be a non-zero integer between %lld and %lld", -ADJUST_MAX_DELTA,
-		 ADJUST_MAX_DELTA);
-	if (!delta)
-		add_error(errs, "delta", "is required");
-	else if (!json_is_integer(delta) || json_integer_value(delta) == 0 ||
-		 json_integer_value(delta) < -ADJUST_MAX_DELTA ||
-		 json_integer_value(delta) > ADJUST_MAX_DELTA)
-		add_error(errs, "delta", msg);
-	else
-		out->delta = json_integer_value(delta);
-	json_t *reason = json_object_get(root, "reason");
-	snprintf(msg, sizeof(msg), "must be a string of 1 to %d characters, none of them a control character",
-		 ADJUST_MAX_REASON_CHARS);
-	if (!reason)
-		add_error(errs, "reason", "is required");
-	else if (!json_is_string(reason) ||
-		 !fields_text_ok(json_string_value(reason), json_string_length(reason), 1,
-				 ADJUST_MAX_REASON_CHARS))
-		add_error(errs, "reason", msg);
-	else
-		out->reason = json_string_value(reason);
-out:
-	if (json_array_size(errs) || !json_is_object(root)) {
-		json_decref(root);
-		*errors = errs;
-		return NULL;
-	}
-	json_decref(errs);
-	return root;
 }
 
 enum MHD_Result products_handle_adjust_stock(struct http_request *req, const char *sku)
 {
-	struct adjustment adj = {0};
+	struct stock_adjustment adj;
 	json_t *errors = NULL;
 	enum MHD_Result ret = MHD_NO;
 	PGresult *res = NULL, *now = NULL;
 	char delta[32], max[32];
 
-	json_t *body = parse_adjustment(req->body, req->body_len, &adj, &errors);
-	if (!body)
+	if (!validate_stock_adjustment(req->body, req->body_len, &adj, &errors))
 		return http_reply_invalid(req, errors);
 	snprintf(delta, sizeof(delta), "%lld", adj.delta);
 	snprintf(max, sizeof(max), "%lld", VALIDATE_MAX_STOCK);
@@ -463,7 +322,7 @@ enum MHD_Result products_handle_adjust_stock(struct http_request *req, const cha
 	if (!res)
 		goto out;
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		ret = internal_error(req, res);
+		ret = http_reply_db_error(req, res);
 		goto out;
 	}
 	if (PQntuples(res) == 1) {
@@ -476,7 +335,7 @@ enum MHD_Result products_handle_adjust_stock(struct http_request *req, const cha
 	if (!now)
 		goto out;
 	if (PQresultStatus(now) != PGRES_TUPLES_OK) {
-		ret = internal_error(req, now);
+		ret = http_reply_db_error(req, now);
 	} else if (PQntuples(now) == 0) {
 		ret = http_reply_problem(req, 404, "not-found", "No product has this SKU.", NULL);
 	} else {
@@ -487,16 +346,14 @@ enum MHD_Result products_handle_adjust_stock(struct http_request *req, const cha
 		json_t *extra = json_pack("{s:s, s:I, s:I}", "sku", sku, "stock", (json_int_t)stock, "delta",
 					  (json_int_t)adj.delta);
 		if (adj.delta < 0)
-			ret = reply_titled_problem(
-			    req, 409, "insufficient-stock", "Not enough stock to remove",
-			    "The stock is smaller than the units to remove; nothing changed.", extra, NULL);
+			ret = http_reply_problem(
+			    req, 409, "insufficient-stock",
+			    "The stock is smaller than the units to remove; nothing changed.", extra);
 		else
-			ret = reply_titled_problem(req, 409, "stock-out-of-range",
-						   "The stock would be too large", max_detail, extra, NULL);
+			ret = http_reply_problem(req, 409, "stock-out-of-range", max_detail, extra);
 	}
 out:
 	PQclear(now);
 	PQclear(res);
-	json_decref(body);
 	return ret;
 }

@@ -1,5 +1,5 @@
-/* products.h - the catalog: GET/PUT /v1/products, POST
- * /v1/products/{sku}/stock-adjustments, PUT /v1/limits/{group}.
+/* products.h - the catalog: GET /v1/products, GET/PUT /v1/products/{sku},
+ * POST /v1/products/{sku}/stock-adjustments.
  *
  * A product's ETag is its version, which every write of the row moves on,
  * a checkout's included (migrations/007_product_versions.sql): an admin
@@ -17,7 +17,7 @@ extern const struct db_stmt products_stmts[];
  * order, with "next" (the link to the following page) when there are more;
  * 400 naming the parameter when limit or after is not valid.
  */
-enum MHD_Result products_handle_list(struct http_request *req);
+enum MHD_Result products_handle_list(struct http_request *req, const char *param);
 
 /* GET /v1/products/{sku}: 200 with the product and its ETag, or 404. */
 enum MHD_Result products_handle_get(struct http_request *req, const char *sku);
@@ -33,16 +33,6 @@ enum MHD_Result products_handle_get(struct http_request *req, const char *sku);
  */
 enum MHD_Result products_handle_put(struct http_request *req, const char *sku);
 
-/* The path segment after a product's path that names its stock adjustments. */
-#define PRODUCTS_ADJUSTMENTS_SUFFIX "/stock-adjustments"
-
-/*
- * True if rest (the path after "/v1/products/") is "<sku>/stock-adjustments"
- * with a non-empty sku; then copies sku into sku[len] when sku is not NULL,
- * and returns false when it does not fit.
- */
-bool products_adjustments_sku(const char *rest, char *sku, size_t len);
-
 /*
  * POST /v1/products/{sku}/stock-adjustments (admin and JSON already
  * checked), body {"delta": non-zero integer, "reason": 1..200 characters}:
@@ -52,8 +42,5 @@ bool products_adjustments_sku(const char *rest, char *sku, size_t len);
  * stock-out-of-range (beyond VALIDATE_MAX_STOCK), nothing written.
  */
 enum MHD_Result products_handle_adjust_stock(struct http_request *req, const char *sku);
-
-/* PUT /v1/limits/{group} (admin already checked): 201 created or 200 replaced. */
-enum MHD_Result products_handle_put_limit(struct http_request *req, const char *group);
 
 #endif

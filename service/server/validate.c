@@ -13,6 +13,25 @@ static void add_error(json_t *errors, const char *field, const char *message)
 			      e ? e : json_pack("{s:s, s:s}", "field", "", "message", "is not valid"));
 }
 
+/*
+ * The end of every validate_* function: release root (the parsed body; may
+ * be NULL) and return true with *errors NULL when the input parsed and no
+ * error was recorded; otherwise false with *errors = errs (the caller's to
+ * decref), so that a body that did not parse never passes, even when
+ * recording why ran out of memory.
+ */
+static bool validate_done(json_t *root, bool parsed, json_t *errs, json_t **errors)
+{
+	json_decref(root);
+	if (!parsed || !errs || json_array_size(errs)) {
+		*errors = errs;
+		return false;
+	}
+	json_decref(errs);
+	*errors = NULL;
+	return true;
+}
+
 /* Parse body as a JSON object, or record why not. Returns NULL on failure. */
 static json_t *parse_object(const char *body, size_t len, json_t *errors)
 {
@@ -160,14 +179,7 @@ bool validate_checkout(const char *body, size_t len, struct checkout_request *ou
 	}
 	out->n_items = w;
 out:
-	json_decref(root);
-	if (json_array_size(errs) || !root) {
-		*errors = errs;
-		return false;
-	}
-	json_decref(errs);
-	*errors = NULL;
-	return true;
+	return validate_done(root, root != NULL, errs, errors);
 }
 
 char *validate_canonical(const struct checkout_request *req)
@@ -209,14 +221,7 @@ bool validate_product(const char *sku, const char *body, size_t len, struct prod
 		    get_string(root, "limit_group", "limit_group", fields_limit_group_problem,
 			       out->limit_group, sizeof(out->limit_group), errs);
 out:
-	json_decref(root);
-	if (json_array_size(errs) || !root) {
-		*errors = errs;
-		return false;
-	}
-	json_decref(errs);
-	*errors = NULL;
-	return true;
+	return validate_done(root, root != NULL, errs, errors);
 }
 
 bool validate_limit(const char *body, size_t len, int *per_customer, json_t **errors)
@@ -231,14 +236,51 @@ bool validate_limit(const char *body, size_t len, int *per_customer, json_t **er
 	root = parse_object(body, len, errs);
 	if (root && get_integer(root, "per_customer", "per_customer", 1, 1000000000, &n, errs))
 		*per_customer = (int)n;
-	json_decref(root);
-	if (json_array_size(errs) || !root) {
-		*errors = errs;
-		return false;
+	return validate_done(root, root != NULL, errs, errors);
+}
+
+bool validate_stock_adjustment(const char *body, size_t len, struct stock_adjustment *out, json_t **errors)
+{
+	char msg[128];
+	json_error_t jerr;
+	json_t *errs = json_array();
+	/* a NUL is let in to be refused as a control character of the field that has it */
+	json_t *root = json_loadb(body ? body : "", len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
+
+	out->delta = 0;
+	out->reason[0] = '\0';
+	if (!errs)
+		goto out;
+	if (!json_is_object(root)) {
+		/* jansson's own text may quote the offending bytes (not UTF-8, say): only where */
+		snprintf(msg, sizeof(msg), "malformed JSON at line %d column %d", jerr.line, jerr.column);
+		add_error(errs, "", root ? "the body must be a JSON object" : msg);
+		goto out;
 	}
-	json_decref(errs);
-	*errors = NULL;
-	return true;
+	json_t *delta = json_object_get(root, "delta");
+	snprintf(msg, sizeof(msg), "must be a non-zero integer between %lld and %lld", -VALIDATE_MAX_STOCK,
+		 VALIDATE_MAX_STOCK);
+	if (!delta)
+		add_error(errs, "delta", "is required");
+	else if (!json_is_integer(delta) || json_integer_value(delta) == 0 ||
+		 json_integer_value(delta) < -VALIDATE_MAX_STOCK ||
+		 json_integer_value(delta) > VALIDATE_MAX_STOCK)
+		add_error(errs, "delta", msg);
+	else
+		out->delta = json_integer_value(delta);
+	json_t *reason = json_object_get(root, "reason");
+	snprintf(msg, sizeof(msg), "must be a string of 1 to %d characters, none of them a control character",
+		 VALIDATE_MAX_REASON_CHARS);
+	if (!reason)
+		add_error(errs, "reason", "is required");
+	else if (!json_is_string(reason) || json_string_length(reason) >= sizeof(out->reason) ||
+		 !fields_text_ok(json_string_value(reason), json_string_length(reason), 1,
+				 VALIDATE_MAX_REASON_CHARS))
+		add_error(errs, "reason", msg);
+	else
+		memcpy(out->reason, json_string_value(reason), json_string_length(reason) + 1);
+out:
+	return validate_done(root, json_is_object(root), errs, errors);
 }
 
 bool validate_identifier(const char *s)
@@ -271,13 +313,7 @@ bool validate_product_page(const char *limit, const char *after, struct product_
 			add_error(errs, "after",
 				  "must be a SKU: 1 to 64 characters of UTF-8, no control characters");
 	}
-	if (json_array_size(errs) || !errs) {
-		*errors = errs;
-		return false;
-	}
-	json_decref(errs);
-	*errors = NULL;
-	return true;
+	return validate_done(NULL, true, errs, errors);
 }
 
 bool validate_idempotency_key(const char *key)

@@ -96,6 +96,24 @@ bool validate_product(const char *sku, const char *body, size_t len, struct prod
 bool validate_limit(const char *body, size_t len, int *per_customer, json_t **errors)
     __attribute__((warn_unused_result));
 
+/* A stock adjustment's reason, in characters. */
+#define VALIDATE_MAX_REASON_CHARS 200
+
+/* A POST /v1/products/{sku}/stock-adjustments body. */
+struct stock_adjustment {
+	long long delta; /* non-zero, within -VALIDATE_MAX_STOCK..VALIDATE_MAX_STOCK */
+	char reason[FIELDS_BUF(VALIDATE_MAX_REASON_CHARS)];
+};
+
+/*
+ * Parse a POST /v1/products/{sku}/stock-adjustments body, {"delta": a
+ * non-zero integer no larger than the largest stock either way, "reason": 1
+ * to VALIDATE_MAX_REASON_CHARS characters, no control character}, into out.
+ * See validate_checkout for results.
+ */
+bool validate_stock_adjustment(const char *body, size_t len, struct stock_adjustment *out, json_t **errors)
+    __attribute__((warn_unused_result));
+
 /*
  * True if s is a valid path identifier, a SKU or a limit group name (the two
  * follow the same rule: fields_sku_ok, fields_limit_group_ok).

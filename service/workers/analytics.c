@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "checkout/errbuf.h"
 #include "checkout/log.h"
 #include "dashboard.h"
 #include "worker.h"
@@ -208,8 +209,7 @@ static bool analytics_purge(PGconn *conn, char *err, size_t errlen)
 				     "updated_at = now()");
 	bool ok = worker_res_ok(res);
 	if (!ok)
-		snprintf(err, errlen, "%.*s", (int)strcspn(PQresultErrorMessage(res), "\n"),
-			 PQresultErrorMessage(res));
+		errbuf_set(err, errlen, "%s", db_error_message(res, conn));
 	PQclear(res);
 	return ok;
 }

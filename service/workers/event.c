@@ -7,13 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checkout/errbuf.h"
 #include "checkout/fields.h"
-
-static void set_err(char *err, size_t errlen, const char *msg)
-{
-	if (err && errlen)
-		snprintf(err, errlen, "%s", msg);
-}
 
 /* A header's value as a new NUL-terminated string, or NULL when absent. */
 static char *header_dup(rd_kafka_headers_t *headers, const char *name)
@@ -72,7 +67,7 @@ static bool take_string(json_t *obj, const char *name, const char *(*rule)(const
 	}
 	*out = strdup(json_string_value(v));
 	if (!*out) {
-		set_err(err, errlen, "out of memory");
+		errbuf_set(err, errlen, "out of memory");
 		return false;
 	}
 	return true;
@@ -103,30 +98,30 @@ bool event_parse_parts(const void *value, size_t len, rd_kafka_headers_t *header
 	ev->event_id = header_dup(headers, "ce_id");
 	ev->type = header_dup(headers, "ce_type");
 	if (!ev->event_id || !is_event_id(ev->event_id)) {
-		set_err(err, errlen, "header ce_id is missing or malformed");
+		errbuf_set(err, errlen, "header ce_id is missing or malformed");
 		goto out;
 	}
 	if (!ev->type) {
-		set_err(err, errlen, "header ce_type is missing");
+		errbuf_set(err, errlen, "header ce_type is missing");
 		goto out;
 	}
 	if (strcmp(ev->type, EVENT_TYPE_ORDER_ADMITTED) != 0) {
 		snprintf(why, sizeof(why), "unknown ce_type \"%.100s\"", ev->type);
-		set_err(err, errlen, why);
+		errbuf_set(err, errlen, "%s", why);
 		goto out;
 	}
 	if (!value || len == 0) {
-		set_err(err, errlen, "empty value");
+		errbuf_set(err, errlen, "empty value");
 		goto out;
 	}
 	root = json_loadb(value, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!root) {
 		snprintf(why, sizeof(why), "value is not JSON: %s (at byte %d)", jerr.text, jerr.position);
-		set_err(err, errlen, why);
+		errbuf_set(err, errlen, "%s", why);
 		goto out;
 	}
 	if (!json_is_object(root)) {
-		set_err(err, errlen, "value is not a JSON object");
+		errbuf_set(err, errlen, "value is not a JSON object");
 		goto out;
 	}
 	if (!take_string(root, "order_id", order_id_problem, &ev->order_id, err, errlen) ||
@@ -137,12 +132,12 @@ bool event_parse_parts(const void *value, size_t len, rd_kafka_headers_t *header
 		goto out;
 	json_t *items = json_object_get(root, "items");
 	if (!json_is_array(items) || json_array_size(items) == 0 || json_array_size(items) > 1000) {
-		set_err(err, errlen, "field \"items\" is missing, empty or not an array");
+		errbuf_set(err, errlen, "field \"items\" is missing, empty or not an array");
 		goto out;
 	}
 	ev->items = calloc(json_array_size(items), sizeof(*ev->items));
 	if (!ev->items) {
-		set_err(err, errlen, "out of memory");
+		errbuf_set(err, errlen, "out of memory");
 		goto out;
 	}
 	for (size_t i = 0; i < json_array_size(items); i++) {
@@ -151,13 +146,18 @@ bool event_parse_parts(const void *value, size_t len, rd_kafka_headers_t *header
 		long long q = 0;
 		ev->n_items = i + 1; /* so event_free sees the sku of a half-parsed item */
 		if (!json_is_object(it)) {
-			set_err(err, errlen, "an item is not an object");
+			errbuf_set(err, errlen, "an item is not an object");
 			goto out;
 		}
 		if (!take_string(it, "sku", fields_sku_problem, &item->sku, err, errlen) ||
 		    !take_int(it, "quantity", 1, 100000, &q, err, errlen) ||
 		    !take_int(it, "unit_price_cents", 0, 1000000000000LL, &item->unit_price_cents, err,
 			      errlen))
+			goto out;
+		/* absent in the events written before the checkout sent it */
+		item->stock_after = -1;
+		if (json_object_get(it, "stock_after") &&
+		    !take_int(it, "stock_after", 0, EVENT_MAX_STOCK, &item->stock_after, err, errlen))
 			goto out;
 		item->quantity = (int)q;
 		ev->units += q;

@@ -1,9 +1,9 @@
 /* event.h - an "order.admitted" event as the workers read it off the topic.
  *
  * The shared contract: key = order id, value = the order JSON (the 201 body
- * of POST /v1/checkout without "status"), CloudEvents 1.0 binary-mode
- * headers ce_id, ce_type, ce_source, ce_time. Parsing lives here once, for
- * the three workers and their tests.
+ * of POST /v1/checkout without "status", each item with "stock_after" too),
+ * CloudEvents 1.0 binary-mode headers ce_id, ce_type, ce_source, ce_time.
+ * Parsing lives here once, for the three workers and their tests.
  */
 #ifndef CHECKOUT_WORKERS_EVENT_H
 #define CHECKOUT_WORKERS_EVENT_H
@@ -13,11 +13,20 @@
 #include <stddef.h>
 
 #define EVENT_TYPE_ORDER_ADMITTED "order.admitted"
+/* The largest stock a product may have (the server's VALIDATE_MAX_STOCK). */
+#define EVENT_MAX_STOCK 1000000000LL
 
 struct event_item {
 	char *sku;
 	int quantity;
 	long long unit_price_cents;
+	/*
+	 * The SKU's stock once this order took its units, as the checkout's
+	 * transaction wrote it: what a view needs to know the stock without
+	 * reading the catalogue. -1 when the event does not say (events written
+	 * before it was sent).
+	 */
+	long long stock_after;
 };
 
 struct order_event {

@@ -1,17 +1,21 @@
 /* inventory.c - checkout-inventory: a downstream view of what was sold per SKU.
  *
- * Events carry quantities, not stock levels. The view (inventory.stock_view)
- * counts units sold, orders seen and the last order time per SKU, and can be
- * thrown away and rebuilt from the topic (--rebuild). For "stock now" and the
- * low-stock warning it reads the catalogue's current stock of the SKU from
- * public.products (read-only), in the same transaction: the stock crossed the
- * threshold with this order when stock_now <= threshold < stock_now + quantity.
+ * A view built from the topic alone: it reads nothing of the checkout's
+ * database, so it is as right while it lags, after a --rebuild, or against a
+ * database of its own. The view (inventory.stock_view) counts units sold,
+ * orders seen and the last order time per SKU, and can be thrown away and
+ * rebuilt from the topic (--rebuild). Each line of an event carries the
+ * SKU's stock after that order (stock_after, written by the same
+ * transaction): the line's log says it, and the stock crossed the low-stock
+ * threshold with this order when stock_after <= threshold < stock_after +
+ * quantity, whatever came before or after it on the topic.
  */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "checkout/errbuf.h"
 #include "checkout/log.h"
 #include "worker.h"
 
@@ -24,7 +28,6 @@ static const struct db_stmt inventory_stmts[] = {
      "  orders_seen = v.orders_seen + 1, "
      "  last_order_at = GREATEST(v.last_order_at, EXCLUDED.last_order_at) "
      "RETURNING units_sold"},
-    {"inventory_catalogue_stock", "SELECT stock FROM public.products WHERE sku = $1"},
     {NULL, NULL},
 };
 
@@ -60,23 +63,18 @@ static enum worker_result inventory_apply(struct worker *w, PGconn *conn, const 
 			goto out;
 		long long sold = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
 		PQclear(res);
-
-		const char *stock_params[] = {it->sku};
-		res = worker_exec(conn, "inventory_catalogue_stock", 1, stock_params, rep);
-		if (!worker_res_ok(res))
-			goto out;
-		append(line, sizeof(line), "%s%s x%d, ", i ? "; " : "", it->sku, it->quantity);
-		if (PQntuples(res) == 0) {
-			append(line, sizeof(line), "stock unknown (not in the catalogue), %lld sold", sold);
-		} else {
-			long long now = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-			append(line, sizeof(line), "stock view now %lld (%lld sold)", now, sold);
-			if (now <= threshold && threshold < now + it->quantity)
-				append(warn, sizeof(warn), "%slow stock: %s down to %lld (threshold %d)",
-				       warn[0] ? "; " : "", it->sku, now, threshold);
-		}
-		PQclear(res);
 		res = NULL;
+
+		long long left = it->stock_after;
+		append(line, sizeof(line), "%s%s x%d, ", i ? "; " : "", it->sku, it->quantity);
+		if (left < 0) {
+			append(line, sizeof(line), "stock not in the event (%lld sold)", sold);
+		} else {
+			append(line, sizeof(line), "%lld left after this order (%lld sold)", left, sold);
+			if (left <= threshold && threshold < left + it->quantity)
+				append(warn, sizeof(warn), "%slow stock: %s down to %lld (threshold %d)",
+				       warn[0] ? "; " : "", it->sku, left, threshold);
+		}
 	}
 	snprintf(rep->line, sizeof(rep->line), "%s", line);
 	snprintf(rep->warn, sizeof(rep->warn), "%s", warn);
@@ -92,8 +90,7 @@ static bool inventory_purge(PGconn *conn, char *err, size_t errlen)
 	    PQexec(conn, "TRUNCATE inventory.stock_view, inventory.inbox, inventory.dead_letters");
 	bool ok = worker_res_ok(res);
 	if (!ok)
-		snprintf(err, errlen, "%.*s", (int)strcspn(PQresultErrorMessage(res), "\n"),
-			 PQresultErrorMessage(res));
+		errbuf_set(err, errlen, "%s", db_error_message(res, conn));
 	PQclear(res);
 	return ok;
 }

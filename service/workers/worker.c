@@ -10,8 +10,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "checkout/errbuf.h"
 #include "checkout/kafka.h"
 #include "checkout/log.h"
+#include "checkout/monotonic.h"
 
 static volatile sig_atomic_t stop_requested;
 
@@ -31,13 +33,6 @@ static void install_signals(void)
 	sigaction(SIGTERM, &sa, NULL);
 }
 
-static long long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Sleep up to ms, returning early when a stop was requested. */
 static void nap(int ms)
 {
@@ -50,8 +45,7 @@ PGresult *worker_exec(PGconn *conn, const char *stmt, int nparams, const char *c
 {
 	PGresult *res = PQexecPrepared(conn, stmt, nparams, params, NULL, NULL, 0);
 	if (!worker_res_ok(res) && rep) {
-		const char *msg = res ? PQresultErrorMessage(res) : PQerrorMessage(conn);
-		snprintf(rep->line, sizeof(rep->line), "%s: %.*s", stmt, (int)strcspn(msg, "\n"), msg);
+		errbuf_set(rep->line, sizeof(rep->line), "%s: %s", stmt, db_error_message(res, conn));
 		snprintf(rep->sqlstate, sizeof(rep->sqlstate), "%s", db_sqlstate(res));
 	}
 	return res;
@@ -126,8 +120,8 @@ static bool loop_db_ensure(struct loop *l)
 		return true;
 	if (w->conn && !l->db_down_logged) {
 		/* broken under a periodic query (tick), not under a message */
-		log_warn("database unreachable, retrying: %.*s", (int)strcspn(PQerrorMessage(w->conn), "\n"),
-			 PQerrorMessage(w->conn));
+		errbuf_set(err, sizeof(err), "%s", PQerrorMessage(w->conn));
+		log_warn("database unreachable, retrying: %s", err);
 		l->db_down_logged = true;
 	}
 	while (!stop_requested) {
@@ -163,9 +157,7 @@ static bool loop_command(PGconn *conn, const char *sql, struct worker_report *re
 	PGresult *res = PQexec(conn, sql);
 	bool ok = worker_res_ok(res);
 	if (!ok) {
-		snprintf(rep->line, sizeof(rep->line), "%s: %.*s", sql,
-			 (int)strcspn(res ? PQresultErrorMessage(res) : PQerrorMessage(conn), "\n"),
-			 res ? PQresultErrorMessage(res) : PQerrorMessage(conn));
+		errbuf_set(rep->line, sizeof(rep->line), "%s: %s", sql, db_error_message(res, conn));
 		snprintf(rep->sqlstate, sizeof(rep->sqlstate), "%s", db_sqlstate(res));
 	}
 	PQclear(res);
@@ -391,7 +383,7 @@ static bool loop_handle(struct loop *l, const rd_kafka_message_t *m)
 		if (o != OUTCOME_RETRY)
 			break;
 		if (a.failed++ == 0)
-			a.since_ms = now_ms();
+			a.since_ms = monotonic_ms();
 		nap(a.backoff_ms);
 		a.backoff_ms = a.backoff_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : a.backoff_ms * 2;
 		/* a stop ends the retries; the event comes again on the next start */
@@ -405,7 +397,7 @@ static bool loop_handle(struct loop *l, const rd_kafka_message_t *m)
 	}
 	if (o == OUTCOME_DONE && a.logged)
 		log_msg(LOG_INFO, ctx, "recovered after %.1f s / %d tries",
-			(double)(now_ms() - a.since_ms) / 1000.0, a.failed + 1);
+			(double)(monotonic_ms() - a.since_ms) / 1000.0, a.failed + 1);
 	event_free(&ev);
 	return o == OUTCOME_DONE;
 }
@@ -463,8 +455,8 @@ static bool consumer_close(rd_kafka_t *rk)
 		rd_kafka_queue_destroy(q);
 		return false;
 	}
-	long long deadline = now_ms() + CLOSE_TIMEOUT_MS;
-	while (!rd_kafka_consumer_closed(rk) && now_ms() < deadline) {
+	long long deadline = monotonic_ms() + CLOSE_TIMEOUT_MS;
+	while (!rd_kafka_consumer_closed(rk) && monotonic_ms() < deadline) {
 		rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 100);
 		/* the revocation of our partitions, forwarded here while closing */
 		if (ev && rd_kafka_event_type(ev) == RD_KAFKA_EVENT_REBALANCE)
@@ -631,11 +623,11 @@ int worker_main(const struct worker_ops *ops, int argc, char **argv)
 	}
 	log_info("consuming %s as group %s (brokers %s)", w.cfg.orders_topic, l.group, w.cfg.kafka_brokers);
 
-	long long next_tick = now_ms() + 1000;
+	long long next_tick = monotonic_ms() + 1000;
 	while (!stop_requested) {
 		rd_kafka_message_t *m = rd_kafka_consumer_poll(l.rk, 200);
-		if (ops->tick && now_ms() >= next_tick) {
-			next_tick = now_ms() + 1000;
+		if (ops->tick && monotonic_ms() >= next_tick) {
+			next_tick = monotonic_ms() + 1000;
 			if (w.conn && PQstatus(w.conn) == CONNECTION_OK)
 				ops->tick(&w, w.conn);
 		}

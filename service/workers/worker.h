@@ -14,11 +14,13 @@
  * and passes: a broken connection, a read-only session (a standby after a
  * failover), disk full (53100), a statement timeout (57014), a revoked
  * permission (42501), a table missing during a migration (42P01), a
- * serialization failure. The same event is then tried again, 100 ms doubling
- * to 5 s apart, logged once when the retries start and once when they end,
- * and the worker does not move past it: an offset is stored only after the
- * effect or the dead letter committed (a dead letter that cannot be written
- * is retried the same way). Broker outages are waited out too.
+ * serialization failure: every SQLSTATE outside classes 22 and 23
+ * (worker.c, loop_apply). The same event is then tried again, 100 ms
+ * doubling to 5 s apart, logged when the retries start (and again when
+ * their reason changes) and once when they end, and the worker does not
+ * move past it: an offset is stored only after the effect or the dead
+ * letter committed (a dead letter that cannot be written is retried the
+ * same way). Broker outages are waited out too.
  * SIGTERM/SIGINT finish the current event (or end its retries without
  * storing its offset), commit the stored offsets and leave the group.
  */
@@ -107,9 +109,10 @@ int worker_main(const struct worker_ops *ops, int argc, char **argv);
 
 /*
  * Run a prepared statement with text parameters (NULL = SQL NULL). Returns
- * the result (never NULL: an out-of-memory result has a fatal status); the
- * caller PQclear()s it. Sets rep->line to the error when it failed and rep
- * is not NULL.
+ * the result, or NULL when libpq could not send it or ran out of memory
+ * (worker_res_ok is false for NULL, and PQclear accepts it); the caller
+ * PQclear()s it. Sets rep->line and rep->sqlstate to the error when it
+ * failed and rep is not NULL.
  */
 PGresult *worker_exec(PGconn *conn, const char *stmt, int nparams, const char *const *params,
 		      struct worker_report *rep) __attribute__((warn_unused_result));

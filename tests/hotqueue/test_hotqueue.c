@@ -1,6 +1,6 @@
 /* test_hotqueue.c - the hot-SKU queue: one checkout per SKU at a time, in arrival order, no deadlocks. */
 #define _GNU_SOURCE
-#include "checkout/hotqueue.h"
+#include "hotqueue.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>

@@ -6,7 +6,7 @@
  * checkouts conflicting and being retried.)
  */
 #define _GNU_SOURCE
-#include "checkout/hotqueue.h"
+#include "hotqueue.h"
 #include "serverenv.h"
 
 #include <criterion/criterion.h>

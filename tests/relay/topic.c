@@ -7,6 +7,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "checkout/monotonic.h"
+
 static void set(rd_kafka_conf_t *conf, const char *name, const char *value)
 {
 	char err[256];
@@ -62,16 +64,9 @@ static void keep(struct topic_reader *t, rd_kafka_message_t *m)
 	s->content_type = header(hdrs, "content-type");
 }
 
-static long long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 void topic_read(struct topic_reader *t, int ms)
 {
-	long long end = now_ms() + ms;
+	long long end = monotonic_ms() + ms;
 	do {
 		rd_kafka_message_t *m = rd_kafka_consumer_poll(t->rk, 20);
 		if (!m)
@@ -79,13 +74,13 @@ void topic_read(struct topic_reader *t, int ms)
 		if (!m->err)
 			keep(t, m);
 		rd_kafka_message_destroy(m);
-	} while (now_ms() < end);
+	} while (monotonic_ms() < end);
 }
 
 bool topic_wait_count(struct topic_reader *t, int count, int timeout_ms)
 {
-	long long end = now_ms() + timeout_ms;
-	while (t->n < count && now_ms() < end)
+	long long end = monotonic_ms() + timeout_ms;
+	while (t->n < count && monotonic_ms() < end)
 		topic_read(t, 50);
 	return t->n >= count;
 }
@@ -107,8 +102,8 @@ int topic_count_key(const struct topic_reader *t, const char *key, const struct 
 
 bool topic_wait_key(struct topic_reader *t, const char *key, int timeout_ms)
 {
-	long long end = now_ms() + timeout_ms;
-	while (topic_count_key(t, key, NULL) == 0 && now_ms() < end)
+	long long end = monotonic_ms() + timeout_ms;
+	while (topic_count_key(t, key, NULL) == 0 && monotonic_ms() < end)
 		topic_read(t, 50);
 	return topic_count_key(t, key, NULL) > 0;
 }

@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "checkout/monotonic.h"
 #include "serverenv.h"
 
 static const char *const SEED = "INSERT INTO products (sku, name, price_cents, stock) VALUES"
@@ -28,13 +29,6 @@ static const char *const CART = "{\"customer_id\":\"c1\",\"email\":\"c1@example.
 
 /* A short deadline, so that each fault plays out in seconds. */
 static const char *const FAST_ENV[] = {"REQUEST_TIMEOUT_MS=2000", NULL};
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* ---- a checkout sent from a thread of its own ----------------------------- */
 
@@ -55,9 +49,9 @@ static void *call_main(void *arg)
 	if (c->key)
 		snprintf(header, sizeof(header), "Idempotency-Key: %s", c->key);
 	snprintf(url, sizeof(url), "%s/v1/checkout", c->s->base);
-	double t0 = now_s();
+	double t0 = monotonic_seconds();
 	c->ok = http_call("POST", url, headers, CART, &c->r);
-	c->took = now_s() - t0;
+	c->took = monotonic_seconds() - t0;
 	return NULL;
 }
 
@@ -354,12 +348,12 @@ Test(faults, a_frozen_database_gives_503_in_time_and_the_abandoned_checkout_neve
 	signal_all(pids, n, SIGSTOP);
 	call_start(&c, &s, "k-frozen");
 	testenv_sleep_ms(200);
-	double t0 = now_s();
+	double t0 = monotonic_seconds();
 	char ready_url[128], alive_url[128];
 	snprintf(ready_url, sizeof(ready_url), "%s/readyz", s.base);
 	snprintf(alive_url, sizeof(alive_url), "%s/healthz", s.base);
 	bool ready_ok = http_call("GET", ready_url, NULL, NULL, &ready);
-	double ready_took = now_s() - t0;
+	double ready_took = monotonic_seconds() - t0;
 	bool alive_ok = http_call("GET", alive_url, NULL, NULL, &alive);
 	pthread_join(c.thread, NULL);
 	signal_all(pids, n, SIGCONT);
@@ -396,20 +390,19 @@ Test(faults, a_request_head_sent_byte_by_byte_is_closed_at_the_head_deadline)
 	addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	cr_assert_eq(connect(fd, (struct sockaddr *)&addr, sizeof(addr)), 0);
 
-	const char *head =
-	    "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
-	double t0 = now_s(), closed_after = -1;
+	const char *head = "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+	double t0 = monotonic_seconds(), closed_after = -1;
 	int served = 0;
-	for (size_t i = 0; head[i] && now_s() - t0 < 8.0; i++) {
+	for (size_t i = 0; head[i] && monotonic_seconds() - t0 < 8.0; i++) {
 		if (send(fd, head + i, 1, MSG_NOSIGNAL) != 1) {
-			closed_after = now_s() - t0;
+			closed_after = monotonic_seconds() - t0;
 			break;
 		}
 		struct pollfd p = {.fd = fd, .events = POLLIN};
 		if (poll(&p, 1, 250) > 0) {
 			char c;
 			if (recv(fd, &c, 1, 0) <= 0) {
-				closed_after = now_s() - t0;
+				closed_after = monotonic_seconds() - t0;
 				break;
 			}
 		}

@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "checkout/monotonic.h"
 #include "serverenv.h"
 
 static const char *const SEED = "INSERT INTO limit_groups VALUES ('gpu', 3);"
@@ -112,7 +113,7 @@ Test(server, admits_a_cart_and_commits_stock_order_lines_and_outbox_together)
 	cr_expect_eq(testenv_query_long(s.conn, "SELECT sum(quantity * unit_price_cents) FROM order_lines"),
 		     520);
 
-	/* the outbox payload is the 201 body without "status" */
+	/* the outbox payload is the 201 body without "status", each line with its stock after the order */
 	PGresult *res = PQexec(s.conn, "SELECT payload::text, event_type, aggregate_id::text FROM outbox");
 	cr_assert_eq(PQntuples(res), 1);
 	json_t *payload = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
@@ -120,6 +121,11 @@ Test(server, admits_a_cart_and_commits_stock_order_lines_and_outbox_together)
 	cr_expect_str_eq(PQgetvalue(res, 0, 2), id);
 	json_t *expected = json_deep_copy(r.json);
 	json_object_del(expected, "status");
+	json_t *lines = json_object_get(expected, "items");
+	json_object_set_new(json_array_get(lines, 0), "stock_after", json_integer(7));
+	json_object_set_new(json_array_get(lines, 1), "stock_after", json_integer(3));
+	cr_expect_null(json_object_get(json_array_get(items, 0), "stock_after"),
+		       "the client is not told the stock");
 	cr_expect(json_equal(payload, expected), "payload %s vs body %s", PQgetvalue(res, 0, 0), r.body);
 	json_decref(payload);
 	json_decref(expected);
@@ -449,6 +455,94 @@ Test(server, size_type_method_and_path_errors_are_problem_json)
 	serverenv_call(&s, "GET", "/v2/nothing", NULL, NULL, &r);
 	expect_problem(&r, 404, "not-found");
 	http_response_free(&r);
+	serverenv_stop(&s);
+}
+
+/*
+ * The routes table (service/server/routes.c) as a client sees it: which path
+ * and method reach which answer, checked in the order the server checks
+ * them (size, path, method, parameter, token, Content-Type), and which
+ * route each request is counted under in /metrics.
+ */
+Test(server, every_route_answers_its_methods_and_checks_in_order)
+{
+	static const struct {
+		const char *method, *path;
+		bool token, json;
+		long status;
+		const char *allow; /* the Allow header of a 405 */
+		const char *route; /* its label in checkout_http_requests_total */
+	} cases[] = {
+	    {"GET", "/v1/checkout", true, true, 405, "POST", "/v1/checkout"},
+	    {"POST", "/v1/checkout", true, false, 415, NULL, "/v1/checkout"},
+	    {"GET", "/v1/products", false, false, 200, NULL, "/v1/products"},
+	    {"HEAD", "/v1/products", false, false, 200, NULL, "/v1/products"},
+	    {"POST", "/v1/products", true, true, 405, "GET", "/v1/products"},
+	    {"GET", "/v1/products/", false, false, 404, NULL, "other"},
+	    {"GET", "/v1/products/apple", false, false, 200, NULL, "/v1/products/{sku}"},
+	    {"HEAD", "/v1/products/apple", false, false, 200, NULL, "/v1/products/{sku}"},
+	    {"GET", "/v1/products/a%2Fb", false, false, 404, NULL, "/v1/products/{sku}"},
+	    {"DELETE", "/v1/products/apple", true, true, 405, "GET, PUT", "/v1/products/{sku}"},
+	    {"PUT", "/v1/products/apple", false, true, 401, NULL, "/v1/products/{sku}"},
+	    {"PUT", "/v1/products/apple", true, false, 415, NULL, "/v1/products/{sku}"},
+	    {"PUT", "/v1/products/%01", true, true, 404, NULL, "/v1/products/{sku}"},
+	    {"GET", "/v1/products/apple/stock-adjustments", true, true, 405, "POST",
+	     "/v1/products/{sku}/stock-adjustments"},
+	    {"POST", "/v1/products/apple/stock-adjustments", false, true, 401, NULL,
+	     "/v1/products/{sku}/stock-adjustments"},
+	    {"POST", "/v1/products/apple/stock-adjustments", true, false, 415, NULL,
+	     "/v1/products/{sku}/stock-adjustments"},
+	    {"POST", "/v1/products/%01/stock-adjustments", true, true, 404, NULL,
+	     "/v1/products/{sku}/stock-adjustments"},
+	    /* no SKU before the suffix: the rest is a SKU of the product route */
+	    {"POST", "/v1/products//stock-adjustments", true, true, 405, "GET, PUT", "/v1/products/{sku}"},
+	    {"GET", "/v1/limits/gpu", true, true, 405, "PUT", "/v1/limits/{group}"},
+	    {"PUT", "/v1/limits/gpu", false, true, 401, NULL, "/v1/limits/{group}"},
+	    {"PUT", "/v1/limits/gpu", true, false, 415, NULL, "/v1/limits/{group}"},
+	    {"PUT", "/v1/limits/", true, true, 404, NULL, "other"},
+	    {"GET", "/v1/orders/not-a-uuid", false, false, 404, NULL, "/v1/orders/{id}"},
+	    {"GET", "/v1/orders/0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", false, false, 404, NULL,
+	     "/v1/orders/{id}"},
+	    {"POST", "/v1/orders/0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", true, true, 405, "GET",
+	     "/v1/orders/{id}"},
+	    {"POST", "/healthz", true, true, 405, "GET", "/healthz"},
+	    {"POST", "/readyz", true, true, 405, "GET", "/readyz"},
+	    {"PUT", "/metrics", true, true, 405, "GET", "/metrics"},
+	    {"GET", "/v1", false, false, 404, NULL, "other"},
+	    {"GET", "/v1/checkout/", false, false, 404, NULL, "other"},
+	};
+	struct serverenv s;
+	struct http_response r;
+	char buf[128], sample[160];
+	serverenv_start(&s, SEED, ADMIN_ENV);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *headers[3] = {NULL};
+		int h = 0;
+		if (cases[i].token)
+			headers[h++] = "Authorization: Bearer s3cret-token";
+		headers[h++] = cases[i].json ? "Content-Type: application/json" : "Content-Type: text/plain";
+		double before = 0;
+		snprintf(sample, sizeof(sample), "checkout_http_requests_total{route=\"%s\",status=\"%ld\"}",
+			 cases[i].route, cases[i].status);
+		before = serverenv_metric(&s, sample);
+		serverenv_call(
+		    &s, cases[i].method, cases[i].path, headers,
+		    strcmp(cases[i].method, "GET") && strcmp(cases[i].method, "HEAD") ? "{}" : NULL, &r);
+		cr_expect_eq(r.status, cases[i].status, "%s %s: expected %ld, got %ld: %s", cases[i].method,
+			     cases[i].path, cases[i].status, r.status, r.body);
+		if (cases[i].status != 200 && strcmp(cases[i].method, "HEAD"))
+			cr_expect_str_eq(http_header(&r, "Content-Type", buf, sizeof(buf)),
+					 "application/problem+json", "%s %s", cases[i].method, cases[i].path);
+		const char *allow = http_header(&r, "Allow", buf, sizeof(buf));
+		if (cases[i].allow)
+			cr_expect(allow && !strcmp(allow, cases[i].allow), "%s %s: Allow is %s, expected %s",
+				  cases[i].method, cases[i].path, allow ? allow : "(none)", cases[i].allow);
+		else
+			cr_expect_null(allow, "%s %s: Allow %s", cases[i].method, cases[i].path, allow);
+		http_response_free(&r);
+		cr_expect_eq(serverenv_metric(&s, sample), before < 0 ? 1 : before + 1, "%s %s counted as %s",
+			     cases[i].method, cases[i].path, sample);
+	}
 	serverenv_stop(&s);
 }
 
@@ -958,13 +1052,9 @@ Test(server, database_restart_gives_503_during_and_201_after)
 	cr_assert(pg_cluster_stop(&pg), "cannot stop PostgreSQL with %s -D %s; see %s", pg.pg_ctl,
 		  pg.data_dir, pg.log_path);
 	cr_assert_eq(PQping(s.db), PQPING_NO_RESPONSE, "PostgreSQL is down");
-	double t0 = 0;
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	t0 = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+	double t0 = monotonic_seconds();
 	post_checkout(&s, CART, NULL, &r);
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	double took = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9 - t0;
+	double took = monotonic_seconds() - t0;
 	long during = r.status;
 	bool retry_after = http_header(&r, "Retry-After", buf, sizeof(buf)) != NULL;
 	http_response_free(&r);

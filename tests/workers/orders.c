@@ -34,6 +34,7 @@ void orders_make(struct test_order *o, int i)
 		snprintf(it->sku, sizeof(it->sku), "sku-%d", 1 + (i + k) % ORDERS_SKUS);
 		it->quantity = 1 + (i * 7 + k) % 4;
 		it->unit_price_cents = 100 * (1 + (i + k) % ORDERS_SKUS) - 1;
+		it->stock_after = 1000;
 		o->total_cents += it->unit_price_cents * it->quantity;
 		o->units += it->quantity;
 	}
@@ -46,10 +47,14 @@ void orders_make(struct test_order *o, int i)
 char *orders_json(const struct test_order *o)
 {
 	json_t *items = json_array();
-	for (int k = 0; k < o->n_items; k++)
-		json_array_append_new(items, json_pack("{s:s, s:i, s:I}", "sku", o->items[k].sku, "quantity",
-						       o->items[k].quantity, "unit_price_cents",
-						       (json_int_t)o->items[k].unit_price_cents));
+	for (int k = 0; k < o->n_items; k++) {
+		json_t *item =
+		    json_pack("{s:s, s:i, s:I}", "sku", o->items[k].sku, "quantity", o->items[k].quantity,
+			      "unit_price_cents", (json_int_t)o->items[k].unit_price_cents);
+		if (item && o->items[k].stock_after >= 0)
+			json_object_set_new(item, "stock_after", json_integer(o->items[k].stock_after));
+		json_array_append_new(items, item);
+	}
 	json_t *root = json_pack("{s:s, s:s, s:s, s:o, s:I, s:s}", "order_id", o->order_id, "customer_id",
 				 o->customer_id, "email", o->email, "items", items, "total_cents",
 				 (json_int_t)o->total_cents, "created_at", o->created_at);

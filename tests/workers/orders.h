@@ -18,6 +18,7 @@ struct test_item {
 	char sku[16];
 	int quantity;
 	long long unit_price_cents;
+	long long stock_after; /* the SKU's stock after the order, as the checkout sends it; -1: left out */
 };
 
 struct test_order {
@@ -35,7 +36,7 @@ struct test_order {
 /* A new random UUID (version 4) in text form. */
 void orders_uuid(char out[37]);
 
-/* Fill o with order number i: 1..3 items of the catalogue, fresh ids. */
+/* Fill o with order number i: 1..3 items of the catalogue, fresh ids, a stock_after of 1000 each. */
 void orders_make(struct test_order *o, int i);
 
 /* The order's JSON value (the 201 body without "status"); the caller frees it. */

@@ -46,6 +46,7 @@ Test(event, parses_the_contract_format)
 		cr_expect_str_eq(ev.items[i].sku, o.items[i].sku);
 		cr_expect_eq(ev.items[i].quantity, o.items[i].quantity);
 		cr_expect_eq(ev.items[i].unit_price_cents, o.items[i].unit_price_cents);
+		cr_expect_eq(ev.items[i].stock_after, o.items[i].stock_after);
 	}
 	cr_expect_eq(ev.units, o.units);
 	event_free(&ev);
@@ -60,7 +61,7 @@ struct poison {
 Test(event, rejects_poison_with_a_reason)
 {
 	static const char good_items[] = "\"items\":[{\"sku\":\"a\",\"quantity\":1,\"unit_price_cents\":5}]";
-	char ok_value[512], crlf_email[512], bad_uuid[512], zero_qty[512];
+	char ok_value[512], crlf_email[512], bad_uuid[512], zero_qty[512], bad_stock[512];
 	snprintf(
 	    ok_value, sizeof(ok_value),
 	    "{\"order_id\":\"00000000-0000-4000-8000-000000000001\",\"customer_id\":\"c\",\"email\":\"a@b\","
@@ -80,6 +81,11 @@ Test(event, rejects_poison_with_a_reason)
 	    "{\"order_id\":\"00000000-0000-4000-8000-000000000001\",\"customer_id\":\"c\",\"email\":\"a@b\","
 	    "\"items\":[{\"sku\":\"a\",\"quantity\":0,\"unit_price_cents\":5}],\"total_cents\":5,"
 	    "\"created_at\":\"2026-01-01T00:00:00Z\"}");
+	snprintf(
+	    bad_stock, sizeof(bad_stock),
+	    "{\"order_id\":\"00000000-0000-4000-8000-000000000001\",\"customer_id\":\"c\",\"email\":\"a@b\","
+	    "\"items\":[{\"sku\":\"a\",\"quantity\":1,\"unit_price_cents\":5,\"stock_after\":-1}],"
+	    "\"total_cents\":5,\"created_at\":\"2026-01-01T00:00:00Z\"}");
 	const struct poison cases[] = {
 	    {"this is { not JSON", "e1", "order.admitted", "not JSON"},
 	    {"[1,2]", "e1", "order.admitted", "not a JSON object"},
@@ -92,12 +98,15 @@ Test(event, rejects_poison_with_a_reason)
 	    {crlf_email, "e1", "order.admitted", "\"email\""},
 	    {bad_uuid, "e1", "order.admitted", "UUID"},
 	    {zero_qty, "e1", "order.admitted", "\"quantity\""},
+	    {bad_stock, "e1", "order.admitted", "\"stock_after\""},
 	    {"", "e1", "order.admitted", "empty"},
 	};
 	struct order_event ev;
 	char err[256];
+	/* the baseline has no stock_after, like the events written before it existed */
 	cr_assert(parse(ok_value, "e1", "order.admitted", &ev, err, sizeof(err)), "the baseline parses: %s",
 		  err);
+	cr_expect_eq(ev.items[0].stock_after, -1, "an event without stock_after leaves it unknown");
 	event_free(&ev);
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		err[0] = '\0';

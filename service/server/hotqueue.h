@@ -17,8 +17,8 @@
  * unrelated checkouts rarely share a stripe. The queue belongs to the
  * fibers of one loop (fiber.h) and has no locks.
  */
-#ifndef CHECKOUT_HOTQUEUE_H
-#define CHECKOUT_HOTQUEUE_H
+#ifndef CHECKOUT_SERVER_HOTQUEUE_H
+#define CHECKOUT_SERVER_HOTQUEUE_H
 
 #include <stdbool.h>
 #include <stdint.h>
