@@ -2,8 +2,8 @@
  *
  * A collector thread gathers, about twice a second, a snapshot as one JSON
  * document: the analytics view (totals, minutes of the last hour, top SKUs),
- * the SKUs at or below the low-stock threshold (the inventory view joined
- * with the catalogue's stock, as checkout-inventory's own warning reads it),
+ * the SKUs at or below the low-stock threshold (the stock the inventory
+ * view took from the latest order's event, as checkout-inventory warns),
  * pipeline health (each consumer group's lag behind the topic, the relay's
  * pending outbox rows, each worker's dead letters and last applied event)
  * and checkout outcomes per minute from the server's /metrics. An HTTP

@@ -3,7 +3,8 @@
  * A view built from the topic alone: it reads nothing of the checkout's
  * database, so it is as right while it lags, after a --rebuild, or against a
  * database of its own. The view (inventory.stock_view) counts units sold,
- * orders seen and the last order time per SKU, and can be thrown away and
+ * orders seen and the last order time per SKU, keeps the stock the latest
+ * order left (migration 009), and can be thrown away and
  * rebuilt from the topic (--rebuild). Each line of an event carries the
  * SKU's stock after that order (stock_after, written by the same
  * transaction): the line's log says it, and the stock crossed the low-stock
@@ -22,11 +23,17 @@
 static const struct db_stmt inventory_stmts[] = {
     WORKER_COMMON_STMTS("inventory"),
     {"inventory_view_add",
-     "INSERT INTO inventory.stock_view AS v (sku, units_sold, orders_seen, last_order_at) "
-     "VALUES ($1, $2::bigint, 1, $3::timestamptz) "
+     "INSERT INTO inventory.stock_view AS v (sku, units_sold, orders_seen, last_order_at, stock, stock_at) "
+     "VALUES ($1, $2::bigint, 1, $3::timestamptz, $4::bigint, CASE WHEN $4::bigint IS NOT NULL THEN "
+     "$3::timestamptz END) "
      "ON CONFLICT (sku) DO UPDATE SET units_sold = v.units_sold + EXCLUDED.units_sold, "
      "  orders_seen = v.orders_seen + 1, "
-     "  last_order_at = GREATEST(v.last_order_at, EXCLUDED.last_order_at) "
+     "  last_order_at = GREATEST(v.last_order_at, EXCLUDED.last_order_at), "
+     /* the stock of the latest order wins, whatever order the events came in (migration 009) */
+     "  stock = CASE WHEN EXCLUDED.stock IS NOT NULL AND (v.stock_at IS NULL OR EXCLUDED.stock_at >= v.stock_at) "
+     "    THEN EXCLUDED.stock ELSE v.stock END, "
+     "  stock_at = CASE WHEN EXCLUDED.stock IS NOT NULL AND (v.stock_at IS NULL OR EXCLUDED.stock_at >= v.stock_at) "
+     "    THEN EXCLUDED.stock_at ELSE v.stock_at END "
      "RETURNING units_sold"},
     {NULL, NULL},
 };
@@ -57,8 +64,10 @@ static enum worker_result inventory_apply(struct worker *w, PGconn *conn, const 
 		const struct event_item *it = &ev->items[i];
 		char qty[16];
 		snprintf(qty, sizeof(qty), "%d", it->quantity);
-		const char *add_params[] = {it->sku, qty, ev->created_at};
-		res = worker_exec(conn, "inventory_view_add", 3, add_params, rep);
+		char stock[24];
+		snprintf(stock, sizeof(stock), "%lld", (long long)it->stock_after);
+		const char *add_params[] = {it->sku, qty, ev->created_at, it->stock_after >= 0 ? stock : NULL};
+		res = worker_exec(conn, "inventory_view_add", 4, add_params, rep);
 		if (!worker_res_ok(res))
 			goto out;
 		long long sold = strtoll(PQgetvalue(res, 0, 0), NULL, 10);

@@ -292,6 +292,9 @@ Test(workers, each_worker_applies_every_order_exactly_once_when_every_event_is_d
 	low.items[0].stock_after = 989;
 	low.units = 3;
 	low.total_cents = 3 * low.items[0].unit_price_cents;
+	/* later than the orders above, whose times have whole seconds */
+	time_t later = time(NULL) + 2;
+	strftime(low.created_at, sizeof(low.created_at), "%Y-%m-%dT%H:%M:%SZ", gmtime(&later));
 	cr_assert_str_eq(low.items[0].sku, "sku-2");
 	orders_insert(env.conn, &low);
 	testenv_exec(env.conn, "UPDATE products SET stock = 5000 WHERE sku = 'sku-2'");
@@ -300,8 +303,24 @@ Test(workers, each_worker_applies_every_order_exactly_once_when_every_event_is_d
 	cr_expect(
 	    testenv_wait_log(&workers[INVENTORY], "low stock: sku-2 down to 989 (threshold 990)", 20000),
 	    "the inventory log warns once the stock crosses the threshold, by the event alone");
+
+	/* an older order of sku-2 whose event comes late must not bring the view's stock back up */
+	struct test_order late;
+	orders_make(&late, 2);
+	late.n_items = 1;
+	late.items[0] = low.items[0];
+	late.items[0].quantity = 1;
+	late.items[0].stock_after = 995;
+	late.units = 1;
+	late.total_cents = late.items[0].unit_price_cents;
+	snprintf(late.created_at, sizeof(late.created_at), "2000-01-01T00:00:00Z");
+	orders_insert(env.conn, &late);
+	orders_produce(env.producer, &late);
+	orders_flush(env.producer);
 	for (int w = 0; w < N_WORKERS; w++)
-		cr_expect_eq(wait_value("SELECT count(*) FROM @.inbox", schemas[w], N + 1), N + 1);
+		cr_expect_eq(wait_value("SELECT count(*) FROM @.inbox", schemas[w], N + 2), N + 2);
+	cr_expect_eq(testenv_query_long(env.conn, "SELECT stock FROM inventory.stock_view WHERE sku = 'sku-2'"), 989,
+		     "the view keeps the stock of the latest order, whatever order its events came in");
 
 	/* SIGTERM: finish, commit, leave the group, exit 0 */
 	for (int w = 0; w < N_WORKERS; w++) {
@@ -318,7 +337,7 @@ Test(workers, each_worker_applies_every_order_exactly_once_when_every_event_is_d
 	for (int i = 0; i < 500 && !testenv_exited(&oneshot, &status); i++)
 		testenv_sleep_ms(20);
 	cr_expect_eq(status, 0, "checkout-analytics --totals exits 0");
-	snprintf(needle, sizeof(needle), "orders   %d", N + 1);
+	snprintf(needle, sizeof(needle), "orders   %d", N + 2);
 	cr_expect_eq(testenv_count_log(&oneshot, needle), 1, "--totals prints '%s'", needle);
 	cr_expect_eq(testenv_count_log(&oneshot, "sku-"), ORDERS_SKUS, "--totals lists the SKUs");
 	stop_cleanly();
