@@ -18,6 +18,8 @@ struct relay_metrics {
 	unsigned long failed;
 	long pending;
 	double oldest_pending_s;
+	unsigned long long lag_bytes;
+	double lag_seconds;
 };
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
@@ -29,7 +31,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	(void)upload_data_size;
 	(void)req_cls;
 	struct relay_metrics *m = cls;
-	char body[1536];
+	char body[2560];
 	unsigned status = MHD_HTTP_NOT_FOUND;
 	const char *type = "text/plain; charset=utf-8";
 
@@ -53,8 +55,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		    "checkout_relay_pending_rows %ld\n"
 		    "# HELP checkout_relay_oldest_pending_seconds Age of the oldest pending outbox row.\n"
 		    "# TYPE checkout_relay_oldest_pending_seconds gauge\n"
-		    "checkout_relay_oldest_pending_seconds %.3f\n",
-		    m->published, m->failed, m->pending, m->oldest_pending_s);
+		    "checkout_relay_oldest_pending_seconds %.3f\n"
+		    "# HELP checkout_relay_slot_lag_bytes WAL mode: bytes of WAL between the server's end and "
+		    "the slot's confirmed position.\n"
+		    "# TYPE checkout_relay_slot_lag_bytes gauge\n"
+		    "checkout_relay_slot_lag_bytes %llu\n"
+		    "# HELP checkout_relay_slot_lag_seconds WAL mode: age of the oldest commit whose events are "
+		    "not yet acknowledged by the broker.\n"
+		    "# TYPE checkout_relay_slot_lag_seconds gauge\n"
+		    "checkout_relay_slot_lag_seconds %.3f\n",
+		    m->published, m->failed, m->pending, m->oldest_pending_s, m->lag_bytes, m->lag_seconds);
 		pthread_mutex_unlock(&m->lock);
 		status = MHD_HTTP_OK;
 		type = "text/plain; version=0.0.4; charset=utf-8";
@@ -116,6 +126,16 @@ void relay_metrics_set(struct relay_metrics *m, unsigned long published, unsigne
 	m->failed = failed;
 	m->pending = pending;
 	m->oldest_pending_s = oldest_pending_s;
+	pthread_mutex_unlock(&m->lock);
+}
+
+void relay_metrics_set_lag(struct relay_metrics *m, unsigned long long bytes, double seconds)
+{
+	if (!m)
+		return;
+	pthread_mutex_lock(&m->lock);
+	m->lag_bytes = bytes;
+	m->lag_seconds = seconds;
 	pthread_mutex_unlock(&m->lock);
 }
 
