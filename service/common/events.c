@@ -22,8 +22,8 @@ bool events_slot_name(PGconn *conn, const char *setting, char out[EVENTS_SLOT_MA
 {
 	if (setting && *setting) {
 		if (!valid_slot_name(setting)) {
-			snprintf(err, errlen,
-				 "slot name '%.80s' is not 1 to 63 characters of a-z, 0-9 and _", setting);
+			snprintf(err, errlen, "slot name '%.80s' is not 1 to 63 characters of a-z, 0-9 and _",
+				 setting);
 			return false;
 		}
 		snprintf(out, EVENTS_SLOT_MAX, "%s", setting);
@@ -49,7 +49,8 @@ bool events_slot_name(PGconn *conn, const char *setting, char out[EVENTS_SLOT_MA
 }
 
 /* Run sql; a failure whose SQLSTATE is ok_state (may be NULL) counts as success. */
-static bool run(PGconn *conn, const char *sql, const char *ok_state, const char *what, char *err, size_t errlen)
+static bool run(PGconn *conn, const char *sql, const char *ok_state, const char *what, char *err,
+		size_t errlen)
 {
 	PGresult *res = PQexec(conn, sql);
 	ExecStatusType st = PQresultStatus(res);
@@ -81,8 +82,8 @@ bool events_ensure_slot(PGconn *conn, const char *slot, bool replication, bool *
 		return false;
 
 	/* the name was checked above: a-z, 0-9 and _ only, safe inside quotes */
-	snprintf(sql, sizeof(sql), "SELECT coalesce(wal_status, '') FROM pg_replication_slots WHERE slot_name = '%s'",
-		 slot);
+	snprintf(sql, sizeof(sql),
+		 "SELECT coalesce(wal_status, '') FROM pg_replication_slots WHERE slot_name = '%s'", slot);
 	res = PQexec(conn, sql);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		copy_err(err, errlen, "reading pg_replication_slots", conn, res);
@@ -93,15 +94,18 @@ bool events_ensure_slot(PGconn *conn, const char *slot, bool replication, bool *
 	*lost = exists && !strcmp(PQgetvalue(res, 0, 0), "lost");
 	PQclear(res);
 	if (*lost) {
-		snprintf(err, errlen, "replication slot %s was invalidated by PostgreSQL (wal_status lost)", slot);
+		snprintf(err, errlen, "replication slot %s was invalidated by PostgreSQL (wal_status lost)",
+			 slot);
 		return false;
 	}
 	if (exists)
 		return true;
 	if (replication)
-		snprintf(sql, sizeof(sql), "CREATE_REPLICATION_SLOT %s LOGICAL pgoutput NOEXPORT_SNAPSHOT", slot);
+		snprintf(sql, sizeof(sql), "CREATE_REPLICATION_SLOT %s LOGICAL pgoutput NOEXPORT_SNAPSHOT",
+			 slot);
 	else
-		snprintf(sql, sizeof(sql), "SELECT pg_create_logical_replication_slot('%s', 'pgoutput')", slot);
+		snprintf(sql, sizeof(sql), "SELECT pg_create_logical_replication_slot('%s', 'pgoutput')",
+			 slot);
 	char what[128];
 	snprintf(what, sizeof(what), "creating replication slot %s", slot);
 	return run(conn, sql, "42710", what, err, errlen);

@@ -304,11 +304,13 @@ fail:
 	PQfinish(r->conn);
 	r->conn = NULL;
 	if (result == START_FATAL && lost)
-		log_error("%.*s: events committed in the WAL it lost were never published, and the relay will not "
-			  "skip them silently. Republish them from the database (checkout-relay --replay --since "
-			  "<time before the loss>), then drop the slot (SELECT pg_drop_replication_slot('%s')) so the "
-			  "next start creates a new one; see README, \"An invalidated slot\"",
-			  (int)strcspn(err, "\n"), err, r->slot);
+		log_error(
+		    "%.*s: events committed in the WAL it lost were never published, and the relay will not "
+		    "skip them silently. Republish them from the database (checkout-relay --replay --since "
+		    "<time before the loss>), then drop the slot (SELECT pg_drop_replication_slot('%s')) so "
+		    "the "
+		    "next start creates a new one; see README, \"An invalidated slot\"",
+		    (int)strcspn(err, "\n"), err, r->slot);
 	else if (result == START_FATAL)
 		log_error("%.*s", (int)strcspn(err, "\n"), err);
 	else if (!r->db_down)
@@ -454,11 +456,12 @@ static bool publish_committed(struct wal_relay *r)
 		}
 		if (!r->broker_down) {
 			rd_kafka_resp_err_t e = publisher_last_error(r->pub);
-			bool unreachable = e == RD_KAFKA_RESP_ERR__MSG_TIMED_OUT || e == RD_KAFKA_RESP_ERR__TIMED_OUT ||
-					   e == RD_KAFKA_RESP_ERR__TRANSPORT ||
-					   e == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN;
+			bool unreachable =
+			    e == RD_KAFKA_RESP_ERR__MSG_TIMED_OUT || e == RD_KAFKA_RESP_ERR__TIMED_OUT ||
+			    e == RD_KAFKA_RESP_ERR__TRANSPORT || e == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN;
 			log_warn("%s (%s), %d events pending; retrying",
-				 unreachable ? "broker unreachable" : "broker refused messages", err, r->committed);
+				 unreachable ? "broker unreachable" : "broker refused messages", err,
+				 r->committed);
 		}
 		r->broker_down = true;
 		if (publisher_fatal(r->pub)) {
@@ -471,7 +474,8 @@ static bool publish_committed(struct wal_relay *r)
 			connection_lost(r, PQerrorMessage(r->conn));
 			return false;
 		}
-		backoff_ms = backoff_ms ? (backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff_ms * 2) : 250;
+		backoff_ms =
+		    backoff_ms ? (backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff_ms * 2) : 250;
 		nap_ms(r, backoff_ms);
 	}
 	if (r->committed_end > r->confirmed)
@@ -506,8 +510,8 @@ static void wal_stats(struct wal_relay *r, bool force)
 	double seconds;
 	lag(r, &bytes, &seconds);
 	if (seconds > r->cfg->lag_warn_seconds && !r->lag_warned) {
-		log_warn("slot %s is %.1f s (%llu bytes) behind: events wait to be published", r->slot, seconds,
-			 bytes);
+		log_warn("slot %s is %.1f s (%llu bytes) behind: events wait to be published", r->slot,
+			 seconds, bytes);
 		r->lag_warned = true;
 	} else if (seconds <= r->cfg->lag_warn_seconds && r->lag_warned) {
 		log_info("slot %s caught up (%.1f s, %llu bytes behind)", r->slot, seconds, bytes);
@@ -573,7 +577,8 @@ static bool pump(struct wal_relay *r)
 		PGresult *res = PQgetResult(r->conn);
 		char why[512];
 		snprintf(why, sizeof(why), "%s",
-			 res && *PQresultErrorMessage(res) ? PQresultErrorMessage(res) : PQerrorMessage(r->conn));
+			 res && *PQresultErrorMessage(res) ? PQresultErrorMessage(res)
+							   : PQerrorMessage(r->conn));
 		PQclear(res);
 		connection_lost(r, *why ? why : "the server ended the stream");
 		return false;
@@ -594,9 +599,9 @@ int wal_run(const struct config *cfg, struct relay_metrics *metrics, volatile si
 				goto out;
 			if (s != START_OK) {
 				backoff_ms = s == START_STANDBY ? STANDBY_RETRY_MS
-					     : backoff_ms	   ? (backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS
-										      : backoff_ms * 2)
-								   : 100;
+					     : backoff_ms ? (backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS
+											     : backoff_ms * 2)
+							  : 100;
 				nap_ms(&r, backoff_ms);
 				continue;
 			}

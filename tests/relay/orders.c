@@ -29,10 +29,9 @@ static const char insert_sql[] =
     "    'created_at', to_char(o.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'))"
     "    AS payload FROM o)"
     "%s";
-static const char outbox_event[] =
-    ", ob AS (INSERT INTO outbox (event_id, event_type, aggregate_id, payload)"
-    "  SELECT id, 'order.admitted', id, payload FROM p RETURNING id)"
-    " SELECT o.id::text, (SELECT id FROM ob), (SELECT count(*) FROM l) FROM o";
+static const char outbox_event[] = ", ob AS (INSERT INTO outbox (event_id, event_type, aggregate_id, payload)"
+				   "  SELECT id, 'order.admitted', id, payload FROM p RETURNING id)"
+				   " SELECT o.id::text, (SELECT id FROM ob), (SELECT count(*) FROM l) FROM o";
 static const char wal_event[] =
     " SELECT p.id::text,"
     "  (pg_logical_emit_message(true, 'checkout/order.admitted', p.payload::text) - '0/0')::bigint,"
@@ -74,7 +73,8 @@ void orders_drop_slot(PGconn *conn)
 		 "SELECT count(pg_drop_replication_slot(slot_name)) FROM pg_replication_slots"
 		 " WHERE slot_name = '%s' AND NOT active",
 		 slot);
-	snprintf(exists, sizeof(exists), "SELECT count(*) FROM pg_replication_slots WHERE slot_name = '%s'", slot);
+	snprintf(exists, sizeof(exists), "SELECT count(*) FROM pg_replication_slots WHERE slot_name = '%s'",
+		 slot);
 	/* the walsender of a relay that just stopped may hold it for a moment */
 	for (int i = 0; i < 100; i++) {
 		if (testenv_query_long(conn, drop) > 0 || testenv_query_long(conn, exists) == 0)
@@ -137,13 +137,14 @@ long orders_pending(PGconn *conn)
 		return testenv_query_long(conn, "SELECT count(*) FROM outbox WHERE published_at IS NULL");
 	char slot[EVENTS_SLOT_MAX], sql[512];
 	slot_name(conn, slot);
-	snprintf(sql, sizeof(sql), "SELECT count(*) FROM pg_replication_slots WHERE slot_name = '%s' AND active",
-		 slot);
+	snprintf(sql, sizeof(sql),
+		 "SELECT count(*) FROM pg_replication_slots WHERE slot_name = '%s' AND active", slot);
 	if (testenv_query_long(conn, sql) > 0) {
-		snprintf(sql, sizeof(sql),
-			 "SELECT (confirmed_flush_lsn < pg_current_wal_flush_lsn())::int FROM pg_replication_slots"
-			 " WHERE slot_name = '%s'",
-			 slot);
+		snprintf(
+		    sql, sizeof(sql),
+		    "SELECT (confirmed_flush_lsn < pg_current_wal_flush_lsn())::int FROM pg_replication_slots"
+		    " WHERE slot_name = '%s'",
+		    slot);
 		return testenv_query_long(conn, sql);
 	}
 	/* no relay holds it: count the messages it still has to deliver */
@@ -161,7 +162,8 @@ bool orders_wait_drained(PGconn *conn, int timeout_ms)
 	if (orders_wal_mode()) {
 		/* everything written so far is confirmed by the relay */
 		slot_name(conn, slot);
-		long long target = testenv_query_long(conn, "SELECT (pg_current_wal_flush_lsn() - '0/0')::bigint");
+		long long target =
+		    testenv_query_long(conn, "SELECT (pg_current_wal_flush_lsn() - '0/0')::bigint");
 		snprintf(sql, sizeof(sql),
 			 "SELECT (coalesce(confirmed_flush_lsn, '0/0') >= '0/0'::pg_lsn + %lld)::int"
 			 " FROM pg_replication_slots WHERE slot_name = '%s'",
