@@ -271,11 +271,12 @@ static enum start_result wal_start(struct wal_relay *r)
 		 r->slot, EVENTS_PUBLICATION);
 	res = PQexec(r->conn, sql);
 	if (PQresultStatus(res) != PGRES_COPY_BOTH) {
-		const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+		char state[6];
+		snprintf(state, sizeof(state), "%s", db_sqlstate(res));
 		snprintf(err, sizeof(err), "%s", PQresultErrorMessage(res));
 		PQclear(res);
 		res = NULL;
-		if (state && !strcmp(state, "55006")) {
+		if (!strcmp(state, "55006")) {
 			/* "replication slot ... is active for PID ...": another relay streams it */
 			PQfinish(r->conn);
 			r->conn = NULL;
@@ -285,7 +286,7 @@ static enum start_result wal_start(struct wal_relay *r)
 			return START_STANDBY;
 		}
 		/* 55000: "can no longer get changes from replication slot" (invalidated) */
-		result = state && !strcmp(state, "55000") ? START_FATAL : START_RETRY;
+		result = !strcmp(state, "55000") ? START_FATAL : START_RETRY;
 		lost = result == START_FATAL;
 		goto fail;
 	}
