@@ -592,7 +592,6 @@ int wal_run(const struct config *cfg, struct relay_metrics *metrics, volatile si
 	int status = EXIT_FAILURE;
 	int backoff_ms = 0;
 	r.stats_ms = now_ms();
-	r.pub = publisher_new(cfg);
 	while (!*stop) {
 		if (!r.conn) {
 			enum start_result s = wal_start(&r);
@@ -607,6 +606,9 @@ int wal_run(const struct config *cfg, struct relay_metrics *metrics, volatile si
 				continue;
 			}
 			backoff_ms = 0;
+			/* after the checks, so a database that cannot serve the slot is the only complaint */
+			if (!r.pub)
+				r.pub = publisher_new(cfg);
 		}
 		if (pump(&r) && r.committed > 0)
 			publish_committed(&r);
