@@ -42,9 +42,9 @@ if [ "${EVENTS:-wal}" = wal ]; then
 	[ "$(q "SELECT count(*) FROM pg_replication_slots WHERE slot_name = '$slot' AND active")" = 0 ] ||
 		{ echo "relay_backlog: slot $slot is in use; is a relay running?" >&2; exit 1; }
 	q "SELECT pg_replication_slot_advance('$slot', pg_current_wal_insert_lsn())" >/dev/null
-	# one event per transaction, as the checkout writes them
-	q "SET synchronous_commit = off;
-	   DO \$\$BEGIN FOR i IN 1..$N LOOP
+	# one event per transaction, as the checkout writes them (a DO block may COMMIT only
+	# when it is the whole statement, hence the setting through PGOPTIONS)
+	PGOPTIONS="-c synchronous_commit=off" q "DO \$\$BEGIN FOR i IN 1..$N LOOP
 	     PERFORM pg_logical_emit_message(true, 'checkout/order.admitted', json_build_object(
 	       'order_id', o, 'customer_id', 'bench-' || (i % 1000), 'email', 'bench@example.com',
 	       'items', json_build_array(json_build_object('sku', 'BENCH-1', 'quantity', 1, 'unit_price_cents', 1250)),
