@@ -41,8 +41,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		pthread_mutex_lock(&m->lock);
 		snprintf(
 		    body, sizeof(body),
-		    "# HELP checkout_relay_published_total Outbox rows published (delivery acknowledged, "
-		    "row marked) since start.\n"
+		    "# HELP checkout_relay_published_total Events published (delivery acknowledged, "
+		    "row marked or slot position confirmed) since start.\n"
 		    "# TYPE checkout_relay_published_total counter\n"
 		    "checkout_relay_published_total %lu\n"
 		    "# HELP checkout_relay_delivery_failures_total Messages whose delivery failed (left "
@@ -50,7 +50,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		    "sent again).\n"
 		    "# TYPE checkout_relay_delivery_failures_total counter\n"
 		    "checkout_relay_delivery_failures_total %lu\n"
-		    "# HELP checkout_relay_pending_rows Outbox rows not yet published.\n"
+		    "# HELP checkout_relay_pending_rows Events not yet published: outbox rows, or (WAL mode) "
+		    "events read from the slot and not yet acknowledged.\n"
 		    "# TYPE checkout_relay_pending_rows gauge\n"
 		    "checkout_relay_pending_rows %ld\n"
 		    "# HELP checkout_relay_oldest_pending_seconds Age of the oldest pending outbox row.\n"

@@ -253,7 +253,8 @@ static enum start_result wal_start(struct wal_relay *r)
 		goto fail;
 	}
 	if (!db_wal_level_logical(r->conn, err, sizeof(err))) {
-		result = strstr(err, "wal_level = ") ? START_FATAL : START_RETRY;
+		/* a database that answered without logical decoding will not change by itself */
+		result = PQstatus(r->conn) == CONNECTION_OK ? START_FATAL : START_RETRY;
 		goto fail;
 	}
 	if (!events_slot_name(r->conn, r->cfg->slot, r->slot, err, sizeof(err))) {
@@ -309,8 +310,7 @@ fail:
 		    "%.*s: events committed in the WAL it lost were never published, and the relay will not "
 		    "skip them silently. Republish them from the database (checkout-relay --replay --since "
 		    "<time before the loss>), then drop the slot (SELECT pg_drop_replication_slot('%s')) so "
-		    "the "
-		    "next start creates a new one; see README, \"An invalidated slot\"",
+		    "the next start creates a new one; see README, \"An invalidated slot\"",
 		    (int)strcspn(err, "\n"), err, r->slot);
 	else if (result == START_FATAL)
 		log_error("%.*s", (int)strcspn(err, "\n"), err);
