@@ -23,6 +23,12 @@ enum config_program {
 enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
 enum log_format { LOG_FORMAT_TEXT, LOG_FORMAT_JSON };
 
+/* Where the checkout writes its events and the relay reads them (EVENTS). */
+enum config_events {
+	EVENTS_WAL,    /* pg_logical_emit_message in the checkout, a logical replication slot in the relay */
+	EVENTS_OUTBOX, /* a row in table outbox, polled by the relay */
+};
+
 enum config_isolation {
 	ISOLATION_SERIALIZABLE,
 	ISOLATION_REPEATABLE_READ,
@@ -101,6 +107,11 @@ struct config {
 	char *dashboard_listen;
 	char *server_metrics_url;
 	char *dashboard_groups; /* comma-separated consumer groups */
+	/* server and relay: enum config_events */
+	int events;
+	/* relay, WAL mode: replication slot ("" = checkout_<database>) and lag warning */
+	char *slot;
+	int lag_warn_seconds;
 };
 
 enum config_result {

@@ -76,6 +76,13 @@ PGresult *db_exec_prepared(PGconn *conn, const char *name, int n, const char *co
 bool db_command(PGconn *conn, const char *sql, char *err, size_t errlen) __attribute__((warn_unused_result));
 
 /*
+ * True when the server behind conn (a plain or a replication connection) has
+ * wal_level = logical, which the WAL events mode needs. Otherwise false with
+ * one line in err that says what to change.
+ */
+bool db_wal_level_logical(PGconn *conn, char *err, size_t errlen) __attribute__((warn_unused_result));
+
+/*
  * A bounded pool of connections shared by the fibers of one loop (fiber.h).
  * It has no locks: use it from one thread only.
  */

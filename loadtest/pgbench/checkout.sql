@@ -4,8 +4,10 @@
 -- quantity 1: BEGIN at SERIALIZABLE, index access and cached generic plans
 -- for the transaction, read the product (and its purchase-limit group), take
 -- a new order id and time, then write the stock, the order, its line and the
--- outbox row, and COMMIT. Run it with
---   pgbench -M prepared --max-tries N -D skus=10000 -D hot=0|1
+-- order.admitted event, and COMMIT. The event as EVENTS says: -D event=1 a
+-- transactional WAL message (EVENTS=wal), 0 an outbox row (EVENTS=outbox),
+-- 2 none at all (the ceiling an event could cost nothing against). Run it with
+--   pgbench -M prepared --max-tries N -D skus=10000 -D hot=0|1 -D event=0|1|2
 -- so that it uses prepared statements and retries serialization failures as
 -- the server does. pgbench cannot \gset inside a pipeline, so this takes
 -- three round trips where the server takes two (the order id rides along
@@ -34,10 +36,17 @@ INSERT INTO orders (id, customer_id, email, total_cents, created_at)
   VALUES (:oid, 'bench-' || :c::text, 'load@example.com', :price, :ts);
 INSERT INTO order_lines (order_id, sku, quantity, unit_price_cents, customer_id, limit_group)
   VALUES (:oid, :sku, 1, :price, 'bench-' || :c::text, NULL);
+\if :event = 1
+SELECT pg_logical_emit_message(true, 'checkout/order.admitted',
+    '{"order_id":"' || :oid || '","customer_id":"bench-' || :c::text
+     || '","email":"load@example.com","items":[{"sku":"' || :sku || '","quantity":1,"unit_price_cents":'
+     || :price || ',"stock_after":' || :newstock || '}],"total_cents":' || :price || ',"created_at":"' || :ts || '"}');
+\elif :event = 0
 INSERT INTO outbox (event_id, event_type, aggregate_id, payload, created_at)
-  VALUES (uuid_v7(), 'order.admitted', :oid,
+  VALUES (:oid, 'order.admitted', :oid,
     ('{"order_id":"' || :oid || '","customer_id":"bench-' || :c::text
      || '","email":"load@example.com","items":[{"sku":"' || :sku || '","quantity":1,"unit_price_cents":'
      || :price || ',"stock_after":' || :newstock || '}],"total_cents":' || :price || ',"created_at":"' || :ts || '"}')::jsonb, :ts);
+\endif
 COMMIT;
 \endpipeline

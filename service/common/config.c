@@ -12,6 +12,7 @@ enum option_type { OPT_STRING, OPT_INT, OPT_BOOL, OPT_CHOICE };
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
 static const char *const log_formats[] = {"text", "json", NULL};
 static const char *const isolations[] = {"serializable", "repeatable-read", "read-committed", NULL};
+static const char *const events_modes[] = {"wal", "outbox", NULL};
 static const char *const race_scenarios[] = {"both", "last-item", "limited-drop", NULL};
 
 struct option {
@@ -82,9 +83,9 @@ static const struct option options[] = {
 	{"retention-hours", "RELAY_RETENTION_HOURS", OPT_INT, "168", CONFIG_RELAY, F(retention_hours), 1,
 	 100000, NULL, "published outbox rows older than this are pruned"},
 	{"replay", NULL, OPT_BOOL, "false", CONFIG_RELAY, F(replay), 0, 0, NULL,
-	 "republish already-published rows, then exit"},
+	 "republish the event of every order in the database (same ce_id), then exit"},
 	{"since", NULL, OPT_STRING, "", CONFIG_RELAY, F(since), 0, 0, NULL,
-	 "with --replay: only rows created at or after this time (RFC 3339)"},
+	 "with --replay: only orders created at or after this time (RFC 3339)"},
 	{"group-id", "GROUP_ID", OPT_STRING, "", CONFIG_WORKER, F(group_id), 0, 0, NULL,
 	 "consumer group (empty: checkout-<worker>)"},
 	{"spool-dir", "MAIL_SPOOL", OPT_STRING, "var/mail", CONFIG_WORKER, F(spool_dir), 0, 0, NULL,
@@ -138,6 +139,13 @@ static const struct option options[] = {
 	{"dashboard-groups", "DASHBOARD_GROUPS", OPT_STRING, "checkout-email,checkout-inventory,checkout-analytics",
 	 CONFIG_WORKER, F(dashboard_groups), 0, 0, NULL,
 	 "analytics dashboard: consumer groups whose lag it shows, comma-separated"},
+	{"events", "EVENTS", OPT_CHOICE, "wal", CONFIG_SERVER | CONFIG_RELAY, F(events), 0, 0, events_modes,
+	 "where order events go: wal (pg_logical_emit_message, streamed from a logical replication slot; "
+	 "needs wal_level = logical) or outbox (a table the relay polls); server and relay must agree"},
+	{"slot", "EVENTS_SLOT", OPT_STRING, "", CONFIG_SERVER | CONFIG_RELAY, F(slot), 0, 0, NULL,
+	 "wal: the logical replication slot (empty: checkout_<database name>)"},
+	{"lag-warn-seconds", "RELAY_LAG_WARN_SECONDS", OPT_INT, "30", CONFIG_RELAY, F(lag_warn_seconds), 1, 86400,
+	 NULL, "wal: warn when the oldest unpublished commit is older than this"},
 };
 
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))

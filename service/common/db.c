@@ -223,6 +223,23 @@ bool db_command(PGconn *conn, const char *sql, char *err, size_t errlen)
 	return ok;
 }
 
+bool db_wal_level_logical(PGconn *conn, char *err, size_t errlen)
+{
+	PGresult *res = PQexec(conn, "SHOW wal_level");
+	bool ok = false;
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+		errbuf_set(err, errlen, "reading wal_level: %s", db_error_message(res, conn));
+	else if (strcmp(PQgetvalue(res, 0, 0), "logical") != 0)
+		snprintf(err, errlen,
+			 "the database runs with wal_level = %s; EVENTS=wal needs wal_level = logical (set it in "
+			 "postgresql.conf and restart PostgreSQL, or run the server and the relay with EVENTS=outbox)",
+			 PQgetvalue(res, 0, 0));
+	else
+		ok = true;
+	PQclear(res);
+	return ok;
+}
+
 /* A fiber waiting for a connection, on its own stack, in the pool's FIFO. */
 struct pool_waiter {
 	struct pool_waiter *next;

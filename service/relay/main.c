@@ -24,8 +24,14 @@
  * every second), like the server's /metrics.
  * Published rows older than --retention-hours are pruned every minute.
  *
- * --replay [--since TIME] republishes already-published rows (same ce_id),
- * prints "replayed N events" and exits.
+ * With EVENTS=wal (the default) it streams events from a logical
+ * replication slot instead: see wal.h.
+ *
+ * --replay [--since TIME] republishes the order.admitted event of every
+ * order in the database (created since TIME), rebuilt from the orders with
+ * the same ce_id (the order id), in either mode; prints "replayed N events"
+ * and exits. A view is rebuilt from the database this way, not from the
+ * topic, which the embedded broker trims.
  */
 #include <errno.h>
 #include <signal.h>
@@ -41,6 +47,7 @@
 #include "metrics.h"
 #include "outbox.h"
 #include "publisher.h"
+#include "wal.h"
 
 #define STATS_EVERY_MS 10000
 #define METRICS_EVERY_MS 1000
@@ -312,6 +319,8 @@ static int relay_run(struct relay *r)
 		}
 		log_info("metrics on http://%s/metrics", r->cfg->metrics_listen);
 	}
+	if (r->cfg->events == EVENTS_WAL)
+		return wal_run(r->cfg, r->metrics, &stop_requested);
 	log_info("relaying outbox rows to topic %s (batch %d, idle poll up to %d ms)", r->cfg->orders_topic,
 		 r->cfg->relay_batch, r->cfg->relay_poll_ms);
 	while (!stop_requested) {
@@ -351,11 +360,12 @@ static int relay_run(struct relay *r)
 	return EXIT_SUCCESS;
 }
 
-/* --replay: republish published rows in id order; every row must be delivered. */
+/* --replay: republish the events of the orders in the database (see outbox_replay_page);
+ * every one must be delivered. */
 static int relay_replay(struct relay *r)
 {
 	char err[512];
-	long long after = 0;
+	char after[40] = "00000000-0000-0000-0000-000000000000";
 	unsigned long total = 0;
 	struct outbox_batch page = {0};
 	struct outbox_row *retry = NULL;
@@ -369,8 +379,8 @@ static int relay_replay(struct relay *r)
 	}
 	while (!stop_requested) {
 		outbox_batch_clear(&page);
-		if (!outbox_published_page(r->conn, r->cfg->since, after, r->cfg->relay_batch, &page, err,
-					   sizeof(err))) {
+		if (!outbox_replay_page(r->conn, r->cfg->since, after, r->cfg->relay_batch, &page, err,
+					sizeof(err))) {
 			log_error("%s", err);
 			goto out;
 		}
@@ -404,7 +414,7 @@ static int relay_replay(struct relay *r)
 		}
 		if (unsent.n > 0)
 			goto out;
-		after = page.rows[page.n - 1].id;
+		snprintf(after, sizeof(after), "%s", page.rows[page.n - 1].aggregate_id);
 	}
 	if (stop_requested) {
 		log_warn("replay interrupted after %lu events", total);

@@ -18,6 +18,8 @@ struct relay_metrics {
 	unsigned long failed;
 	long pending;
 	double oldest_pending_s;
+	unsigned long long lag_bytes;
+	double lag_seconds;
 };
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
@@ -29,7 +31,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	(void)upload_data_size;
 	(void)req_cls;
 	struct relay_metrics *m = cls;
-	char body[1536];
+	char body[2560];
 	unsigned status = MHD_HTTP_NOT_FOUND;
 	const char *type = "text/plain; charset=utf-8";
 
@@ -39,8 +41,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		pthread_mutex_lock(&m->lock);
 		snprintf(
 		    body, sizeof(body),
-		    "# HELP checkout_relay_published_total Outbox rows published (delivery acknowledged, "
-		    "row marked) since start.\n"
+		    "# HELP checkout_relay_published_total Events published (delivery acknowledged, "
+		    "row marked or slot position confirmed) since start.\n"
 		    "# TYPE checkout_relay_published_total counter\n"
 		    "checkout_relay_published_total %lu\n"
 		    "# HELP checkout_relay_delivery_failures_total Messages whose delivery failed (left "
@@ -48,13 +50,22 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		    "sent again).\n"
 		    "# TYPE checkout_relay_delivery_failures_total counter\n"
 		    "checkout_relay_delivery_failures_total %lu\n"
-		    "# HELP checkout_relay_pending_rows Outbox rows not yet published.\n"
+		    "# HELP checkout_relay_pending_rows Events not yet published: outbox rows, or (WAL mode) "
+		    "events read from the slot and not yet acknowledged.\n"
 		    "# TYPE checkout_relay_pending_rows gauge\n"
 		    "checkout_relay_pending_rows %ld\n"
 		    "# HELP checkout_relay_oldest_pending_seconds Age of the oldest pending outbox row.\n"
 		    "# TYPE checkout_relay_oldest_pending_seconds gauge\n"
-		    "checkout_relay_oldest_pending_seconds %.3f\n",
-		    m->published, m->failed, m->pending, m->oldest_pending_s);
+		    "checkout_relay_oldest_pending_seconds %.3f\n"
+		    "# HELP checkout_relay_slot_lag_bytes WAL mode: bytes of WAL between the server's end and "
+		    "the slot's confirmed position.\n"
+		    "# TYPE checkout_relay_slot_lag_bytes gauge\n"
+		    "checkout_relay_slot_lag_bytes %llu\n"
+		    "# HELP checkout_relay_slot_lag_seconds WAL mode: age of the oldest commit whose events are "
+		    "not yet acknowledged by the broker.\n"
+		    "# TYPE checkout_relay_slot_lag_seconds gauge\n"
+		    "checkout_relay_slot_lag_seconds %.3f\n",
+		    m->published, m->failed, m->pending, m->oldest_pending_s, m->lag_bytes, m->lag_seconds);
 		pthread_mutex_unlock(&m->lock);
 		status = MHD_HTTP_OK;
 		type = "text/plain; version=0.0.4; charset=utf-8";
@@ -116,6 +127,16 @@ void relay_metrics_set(struct relay_metrics *m, unsigned long published, unsigne
 	m->failed = failed;
 	m->pending = pending;
 	m->oldest_pending_s = oldest_pending_s;
+	pthread_mutex_unlock(&m->lock);
+}
+
+void relay_metrics_set_lag(struct relay_metrics *m, unsigned long long bytes, double seconds)
+{
+	if (!m)
+		return;
+	pthread_mutex_lock(&m->lock);
+	m->lag_bytes = bytes;
+	m->lag_seconds = seconds;
 	pthread_mutex_unlock(&m->lock);
 }
 

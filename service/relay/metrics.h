@@ -19,6 +19,9 @@ struct relay_metrics *relay_metrics_start(const char *listen, char *err, size_t 
 void relay_metrics_set(struct relay_metrics *m, unsigned long published, unsigned long failed, long pending,
 		       double oldest_pending_s);
 
+/* Record the replication slot's lag (WAL mode): bytes of WAL and seconds behind. Accepts NULL. */
+void relay_metrics_set_lag(struct relay_metrics *m, unsigned long long bytes, double seconds);
+
 /* Stop serving and free m. Accepts NULL. */
 void relay_metrics_stop(struct relay_metrics *m);
 

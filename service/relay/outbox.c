@@ -7,6 +7,7 @@
 
 #include "checkout/errbuf.h"
 
+#define UTC_TIME(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
 #define ROW_COLUMNS                                                                                          \
 	"id, event_id::text, event_type, aggregate_id::text, payload::text, "                                \
 	"to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
@@ -17,10 +18,19 @@ const struct db_stmt outbox_stmts[] = {
 		     " ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED"},
     {"outbox_mark", "UPDATE outbox SET published_at = now()"
 		    " WHERE id = ANY($1::bigint[]) AND published_at IS NULL"},
-    /* an id cursor is right here: published rows no longer change */
-    {"outbox_published_page", "SELECT " ROW_COLUMNS " FROM outbox WHERE published_at IS NOT NULL"
-			      " AND created_at >= COALESCE(NULLIF($1, '')::timestamptz, '-infinity')"
-			      " AND id > $2 ORDER BY id LIMIT $3"},
+    /* --replay: the events rebuilt from the orders themselves, in either mode (the WAL keeps
+     * none, the outbox prunes), with the checkout's ids and payload: ce_id = order id, items in
+     * SKU order (the checkout sorts the cart). An order id cursor walks orders_pkey. */
+    {"outbox_replay_page",
+     "SELECT 0, o.id::text, 'order.admitted', o.id::text,"
+     " json_build_object('order_id', o.id, 'customer_id', o.customer_id, 'email', o.email,"
+     "  'items', (SELECT json_agg(json_build_object('sku', l.sku, 'quantity', l.quantity,"
+     "            'unit_price_cents', l.unit_price_cents) ORDER BY l.sku COLLATE \"C\")"
+     "           FROM order_lines l WHERE l.order_id = o.id),"
+     "  'total_cents', o.total_cents, 'created_at', " UTC_TIME("o.created_at") ")::text, "
+     UTC_TIME("o.created_at")
+     " FROM orders o WHERE o.created_at >= COALESCE(NULLIF($1, '')::timestamptz, '-infinity')"
+     " AND o.id > $2::uuid ORDER BY o.id LIMIT $3"},
     {"outbox_prune", "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox"
 		     " WHERE published_at < now() - make_interval(hours => $1::int)"
 		     " ORDER BY published_at LIMIT $2)"},
@@ -83,17 +93,16 @@ bool outbox_claim(PGconn *conn, int limit, struct outbox_batch *batch, char *err
 	return batch_fill(batch, res, err, errlen);
 }
 
-bool outbox_published_page(PGconn *conn, const char *since, long long after_id, int limit,
-			   struct outbox_batch *batch, char *err, size_t errlen)
+bool outbox_replay_page(PGconn *conn, const char *since, const char *after_order, int limit,
+			struct outbox_batch *batch, char *err, size_t errlen)
 {
-	char after[24], lim[16];
-	snprintf(after, sizeof(after), "%lld", after_id);
+	char lim[16];
 	snprintf(lim, sizeof(lim), "%d", limit);
-	const char *params[] = {since ? since : "", after, lim};
+	const char *params[] = {since ? since : "", after_order, lim};
 	memset(batch, 0, sizeof(*batch));
-	PGresult *res = PQexecPrepared(conn, "outbox_published_page", 3, params, NULL, NULL, 0);
+	PGresult *res = PQexecPrepared(conn, "outbox_replay_page", 3, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		errbuf_set(err, errlen, "reading published rows: %s", db_error_message(res, conn));
+		errbuf_set(err, errlen, "reading orders to replay: %s", db_error_message(res, conn));
 		PQclear(res);
 		return false;
 	}

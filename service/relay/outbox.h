@@ -42,13 +42,14 @@ bool outbox_claim(PGconn *conn, int limit, struct outbox_batch *batch, char *err
     __attribute__((warn_unused_result));
 
 /*
- * Read up to limit already-published rows created at or after since ("" for
- * all) with id > after_id, in id order, for --replay. Same ownership as
- * outbox_claim.
+ * For --replay, in either events mode: the order.admitted events of up to
+ * limit orders created at or after since ("" for all) whose id is greater
+ * than after_order (a UUID), in order id order, rebuilt from orders and
+ * order_lines (ce_id = the order id, as the checkout writes it). Rows have
+ * id 0. Same ownership as outbox_claim.
  */
-bool outbox_published_page(PGconn *conn, const char *since, long long after_id, int limit,
-			   struct outbox_batch *batch, char *err, size_t errlen)
-    __attribute__((warn_unused_result));
+bool outbox_replay_page(PGconn *conn, const char *since, const char *after_order, int limit,
+			struct outbox_batch *batch, char *err, size_t errlen) __attribute__((warn_unused_result));
 
 /* Free the rows and result of a batch; safe on a zeroed batch and twice. */
 void outbox_batch_clear(struct outbox_batch *batch);

@@ -6,7 +6,12 @@
  *      this customer already bought in each group (one statement);
  *   2. decide in C;
  *   3. write the new stock levels (in SKU order), the order, its lines, the
- *      outbox row for order.admitted (and the idempotent answer), commit.
+ *      order.admitted event (and the idempotent answer), commit. The event
+ *      is a transactional WAL message (EVENTS=wal: it exists only if the
+ *      transaction commits, and the relay decodes it in commit order), or a
+ *      row in table outbox (EVENTS=outbox). Its id (the CloudEvents ce_id) is
+ *      the order id in both modes, so an event rebuilt from the order table
+ *      (checkout-relay --replay) carries the same id.
  * With an Idempotency-Key the transaction's first write claims the key and
  * its last stores the answer (idempotency.h): one key, at most one order.
  *
@@ -71,7 +76,9 @@ const struct db_stmt checkout_stmts[] = {
      "INSERT INTO order_lines (order_id, sku, quantity, unit_price_cents, customer_id, limit_group) "
      "VALUES ($1, $2, $3, $4, $5, $6)"},
     {"checkout_insert_outbox", "INSERT INTO outbox (event_id, event_type, aggregate_id, payload, created_at) "
-			       "VALUES (uuid_v7(), 'order.admitted', $1, $2::jsonb, $3)"},
+			       "VALUES ($1, 'order.admitted', $1, $2::jsonb, $3)"},
+    /* transactional; the prefix names the event type (service/relay/wal.h) */
+    {"checkout_emit_event", "SELECT pg_logical_emit_message(true, 'checkout/order.admitted', $1::text)"},
     {NULL, NULL},
 };
 
@@ -421,7 +428,7 @@ static enum tx_status checkout_attempt(struct server *srv, PGconn *conn, const s
 		goto out;
 	}
 
-	/* 3. write: new stock levels in SKU order, order, lines, outbox, answer, COMMIT */
+	/* 3. write: new stock levels in SKU order, order, lines, event, answer, COMMIT */
 	const char *order_id = PQgetvalue(reads[q_id], 0, 0);
 	const char *created_at = PQgetvalue(reads[q_id], 0, 1);
 	long long total = 0;
@@ -459,7 +466,10 @@ static enum tx_status checkout_attempt(struct server *srv, PGconn *conn, const s
 		sent++;
 	}
 	const char *outbox_params[] = {order_id, payload, created_at};
-	ok = ok && send_prepared(conn, "checkout_insert_outbox", 3, outbox_params);
+	if (srv->cfg->events == EVENTS_WAL)
+		ok = ok && send_prepared(conn, "checkout_emit_event", 1, outbox_params + 1);
+	else
+		ok = ok && send_prepared(conn, "checkout_insert_outbox", 3, outbox_params);
 	sent++;
 	if (key) {
 		const char *p[] = {key, "201", body, location};

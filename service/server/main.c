@@ -12,6 +12,7 @@
 #include "checkout/config.h"
 #include "checkout/db.h"
 #include "checkout/errbuf.h"
+#include "checkout/events.h"
 #include "checkout/fiber.h"
 #include "checkout/log.h"
 #include "checkout/monotonic.h"
@@ -122,6 +123,23 @@ int main(int argc, char **argv)
 	if (!db_wait(cfg.database_url, cfg.db_wait_seconds, err, sizeof(err))) {
 		log_error("%s", err);
 		goto out;
+	}
+	if (cfg.events == EVENTS_WAL) {
+		/* events written to a WAL no slot decodes would be lost: the slot must exist before
+		 * the first order, even when the relay has not started yet */
+		char slot[EVENTS_SLOT_MAX];
+		bool lost = false;
+		PGconn *conn = db_connect(cfg.database_url, NULL, err, sizeof(err));
+		bool ready = conn && db_wal_level_logical(conn, err, sizeof(err)) &&
+			     events_slot_name(conn, cfg.slot, slot, err, sizeof(err)) &&
+			     events_ensure_slot(conn, slot, false, &lost, err, sizeof(err));
+		PQfinish(conn);
+		if (!ready) {
+			log_error("%s%s", err,
+				  lost ? ": events in the WAL it lost were never published; see README, "
+					 "\"An invalidated slot\"" : "");
+			goto out;
+		}
 	}
 	srv.cfg = &cfg;
 	/*

@@ -1,7 +1,9 @@
-/* The outbox relay: every admitted order, and only those, on the orders topic.
+/* The relay: every admitted order, and only those, on the orders topic.
  *
  * Orders are written as the checkout transaction writes them (orders.c);
- * the topic is read back with a plain consumer (topic.c).
+ * the topic is read back with a plain consumer (topic.c). The suite runs
+ * twice (tests/relay/CMakeLists.txt): EVENTS=wal (events from a logical
+ * replication slot) and EVENTS=outbox (the polled table).
  */
 #include <criterion/criterion.h>
 #include <jansson.h>
@@ -49,6 +51,7 @@ static void stop_cleanly(void)
 static void teardown(void)
 {
 	stop_cleanly();
+	orders_drop_slot(db);
 	PQfinish(db);
 	db = NULL;
 	free(conninfo);
@@ -67,32 +70,41 @@ static void start_relay(struct testenv_proc *p, const char *const *extra)
 	args[n] = NULL;
 	const char *env[] = {"LOG_LEVEL=debug", NULL};
 	testenv_spawn(p, "checkout-relay", args, env);
-	cr_assert(testenv_wait_log(p, "relaying outbox rows", 10000), "the relay did not start; see %s",
+	cr_assert(testenv_wait_log(p, "relaying ", 10000), "the relay did not start; see %s", p->log_path);
+}
+
+/* Start a second relay: in the WAL mode it waits as a standby, in the outbox mode it shares the work. */
+static void start_second_relay(struct testenv_proc *p, const char *const *extra)
+{
+	if (!orders_wal_mode()) {
+		start_relay(p, extra);
+		return;
+	}
+	const char *args[32] = {"--database-url", conninfo, "--kafka-brokers", bootstrap};
+	int n = 4;
+	for (int i = 0; extra && extra[i] && n < 31; i++)
+		args[n++] = extra[i];
+	args[n] = NULL;
+	const char *env[] = {"LOG_LEVEL=debug", NULL};
+	testenv_spawn(p, "checkout-relay", args, env);
+	cr_assert(testenv_wait_log(p, "waiting as a standby", 10000), "the second relay is a standby; see %s",
 		  p->log_path);
 }
 
-/* The payload or event id of an order's outbox row (caller frees). */
-static char *outbox_text(const char *column, const char *order_id)
+/* The log line that says a relay produced a batch of 10 events. */
+static const char *produced_ten(void)
 {
-	const char *sql = !strcmp(column, "payload")
-			      ? "SELECT payload::text FROM outbox WHERE aggregate_id = $1::uuid"
-			      : "SELECT event_id::text FROM outbox WHERE aggregate_id = $1::uuid";
-	const char *params[] = {order_id};
-	PGresult *res = PQexecParams(db, sql, 1, NULL, params, NULL, NULL, 0);
-	cr_assert(PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1, "%s: %s", sql,
-		  PQresultErrorMessage(res));
-	char *s = strdup(PQgetvalue(res, 0, 0));
-	PQclear(res);
-	return s;
+	return orders_wal_mode() ? "producing 10 events" : "claimed 10 rows";
 }
 
-/* The message for order_id is exactly the committed outbox row, as a CloudEvent. */
+/* The message for order_id is exactly the committed order's event, as a CloudEvent
+ * whose id is the order id. */
 static void expect_message_matches_row(const char *order_id)
 {
 	const struct topic_msg *m = NULL;
 	cr_assert_eq(topic_count_key(&topic, order_id, &m), 1, "order %s is on the topic once", order_id);
-	char *payload = outbox_text("payload", order_id);
-	char *event_id = outbox_text("event_id", order_id);
+	char *payload = orders_payload(db, order_id);
+	char *event_id = strdup(order_id);
 	json_t *want = json_loads(payload, 0, NULL);
 	json_t *got = json_loads(m->value, 0, NULL);
 	cr_assert(want && got, "both are JSON: %s", m->value);
@@ -138,7 +150,8 @@ Test(relay, publishes_committed_orders_exactly_and_never_rolled_back_ones)
 	cr_expect_eq(testenv_stop(&relay, SIGTERM), 0, "the relay exits 0 on SIGTERM");
 	cr_expect_eq(testenv_count_log(&relay, "published 4 ("), 1, "its last line reports the count; see %s",
 		     relay.log_path);
-	cr_expect_eq(testenv_count_log(&relay, "pending 0, oldest pending 0.0 s"), 1);
+	cr_expect_eq(testenv_count_log(&relay, orders_wal_mode() ? ", slot lag " : "pending 0, oldest pending 0.0 s"),
+		     1);
 	for (int i = 0; i < 4; i++)
 		free(admitted[i]);
 	for (int i = 0; i < 2; i++)
@@ -158,7 +171,7 @@ Test(relay, publishes_a_row_whose_transaction_commits_after_a_higher_id)
 	testenv_exec(db, "BEGIN");
 	char *order_b = orders_insert(db, "fast-transaction", &id_b);
 	testenv_exec(db, "COMMIT");
-	cr_assert_lt(id_a, id_b, "A's outbox id is lower than B's");
+	cr_assert_lt(id_a, id_b, "A's event was written before B's");
 
 	cr_assert(topic_wait_key(&topic, order_b, 15000), "B is published while A is still open");
 	cr_assert(orders_wait_drained(db, 5000), "B is marked published");
@@ -224,7 +237,7 @@ Test(relay, a_relay_killed_before_marking_republishes_with_the_same_ce_id)
 	for (int i = 0; i < N; i++)
 		ids[i] = orders_insert(db, "killed", NULL);
 	testenv_exec(db, "COMMIT");
-	cr_assert(testenv_wait_log(&relay, "claimed 10 rows", 10000), "the relay took the batch; see %s",
+	cr_assert(testenv_wait_log(&relay, produced_ten(), 10000), "the relay took the batch; see %s",
 		  relay.log_path);
 	/* let the produce request reach the broker (its acknowledgement takes 3 s), so the
 	 * messages are on the topic but not marked: the restarted relay sends them again */
@@ -250,7 +263,7 @@ Test(relay, a_relay_killed_before_marking_republishes_with_the_same_ce_id)
 	topic_read(&topic, 300);
 	cr_expect_eq(topic.n, 1 + 2 * N, "no more than that (got %d)", topic.n);
 	for (int i = 0; i < N; i++) {
-		char *event_id = outbox_text("event_id", ids[i]);
+		char *event_id = strdup(ids[i]);
 		int copies = 0;
 		for (int m = 0; m < topic.n; m++) {
 			if (strcmp(topic.msgs[m].key, ids[i]) != 0)
@@ -266,8 +279,8 @@ Test(relay, a_relay_killed_before_marking_republishes_with_the_same_ce_id)
 		free(event_id);
 		free(ids[i]);
 	}
-	cr_expect_eq(testenv_count_log(&relay, "claimed 10 rows"), 1,
-		     "the restarted relay claims the 10 unmarked rows; see %s", relay.log_path);
+	cr_expect_eq(testenv_count_log(&relay, produced_ten()), 1,
+		     "the restarted relay produces the 10 unconfirmed events; see %s", relay.log_path);
 	free(warm);
 	cr_expect_eq(testenv_stop(&relay, SIGTERM), 0);
 	stop_cleanly();
@@ -277,7 +290,7 @@ Test(relay, two_relays_at_once_publish_each_order_once)
 {
 	const char *small_batches[] = {"--batch-size", "25", NULL};
 	start_relay(&relay, small_batches);
-	start_relay(&relay2, small_batches);
+	start_second_relay(&relay2, small_batches);
 	enum { ROUNDS = 20, PER = 25, N = ROUNDS * PER };
 	for (int r = 0; r < ROUNDS; r++) {
 		testenv_exec(db, "BEGIN");
@@ -289,7 +302,7 @@ Test(relay, two_relays_at_once_publish_each_order_once)
 	cr_assert(topic_wait_count(&topic, N, 15000), "%d messages arrive (got %d)", N, topic.n);
 	topic_read(&topic, 1500);
 	cr_expect_eq(topic.n, N, "no duplicates: %d messages for %d orders", topic.n, N);
-	PGresult *res = PQexec(db, "SELECT aggregate_id::text FROM outbox");
+	PGresult *res = PQexec(db, "SELECT id::text FROM orders");
 	cr_assert_eq(PQntuples(res), N);
 	for (int i = 0; i < N; i++)
 		cr_expect_eq(topic_count_key(&topic, PQgetvalue(res, i, 0), NULL), 1);
@@ -327,7 +340,7 @@ Test(relay, replay_republishes_published_rows_with_the_same_ce_id)
 	cr_expect(testenv_wait_log(&relay2, "replayed 3 events", 1000), "see %s", relay2.log_path);
 	cr_assert(topic_wait_count(&topic, 6, 15000), "each order is on the topic twice (got %d)", topic.n);
 	for (int i = 0; i < 3; i++) {
-		char *event_id = outbox_text("event_id", ids[i]);
+		char *event_id = strdup(ids[i]);
 		for (int m = 0; m < topic.n; m++)
 			if (!strcmp(topic.msgs[m].key, ids[i]))
 				cr_expect_str_eq(topic.msgs[m].ce_id, event_id);
@@ -341,6 +354,8 @@ Test(relay, replay_republishes_published_rows_with_the_same_ce_id)
 
 Test(relay, prunes_published_rows_older_than_the_retention)
 {
+	if (orders_wal_mode())
+		cr_skip_test("the WAL mode keeps no rows to prune");
 	char *old = orders_admit(db, "old");
 	char *recent = orders_admit(db, "recent");
 	char sql[256];
@@ -399,6 +414,7 @@ Test(relay, waits_for_a_database_that_is_not_there_yet)
 	cr_expect_eq(testenv_count_log(&relay, "the database does not answer yet"), 1, "the wait is logged once");
 	cr_expect_eq(testenv_count_log(&relay, "ERROR"), 0, "see %s", relay.log_path);
 	cr_expect_eq(testenv_stop(&relay, SIGTERM), 0);
+	orders_drop_slot(late);
 	PQfinish(late);
 	free(id);
 	stop_cleanly();
@@ -468,7 +484,128 @@ Test(relay, serves_published_pending_and_oldest_age_as_prometheus_metrics)
 	cr_expect(seen, "the metrics count 2 published and 0 pending: %s", r.body);
 	cr_expect(strstr(r.body, "# TYPE checkout_relay_oldest_pending_seconds gauge"));
 	cr_expect(strstr(r.body, "checkout_relay_delivery_failures_total 0"));
+	cr_expect(strstr(r.body, "# TYPE checkout_relay_slot_lag_bytes gauge"), "%s", r.body);
+	cr_expect(strstr(r.body, "# TYPE checkout_relay_slot_lag_seconds gauge"), "%s", r.body);
 	http_response_free(&r);
 	cr_expect_eq(testenv_stop(&relay, SIGTERM), 0);
+	stop_cleanly();
+}
+
+Test(relay, a_second_relay_takes_over_within_seconds_when_the_first_dies)
+{
+	start_relay(&relay, NULL);
+	start_second_relay(&relay2, NULL);
+	char *before = orders_admit(db, "before-takeover");
+	cr_assert(topic_wait_key(&topic, before, 15000));
+	cr_assert(orders_wait_drained(db, 5000));
+
+	testenv_stop(&relay, SIGKILL);
+	char *after = orders_admit(db, "after-takeover");
+	/* a few seconds: the standby tries the slot every second */
+	cr_expect(topic_wait_key(&topic, after, 5000), "the second relay publishes within 5 s; see %s",
+		  relay2.log_path);
+	if (orders_wal_mode())
+		cr_expect(testenv_wait_log(&relay2, "taking over", 1000), "see %s", relay2.log_path);
+	topic_read(&topic, 300);
+	cr_expect_eq(topic_count_key(&topic, before, NULL), 1, "the order from before is not sent again");
+	cr_expect_eq(topic_count_key(&topic, after, NULL), 1);
+	cr_expect_eq(testenv_stop(&relay2, SIGTERM), 0);
+	free(before);
+	free(after);
+	stop_cleanly();
+}
+
+Test(relay, killed_again_and_again_mid_stream_it_only_sends_exact_copies)
+{
+	const char *small_batches[] = {"--batch-size", "50", NULL};
+	enum { TXS = 30, PER = 20, N = TXS * PER, KILLS = 4 };
+	start_relay(&relay, small_batches);
+	char *warm = orders_admit(db, "warm-up");
+	cr_assert(topic_wait_key(&topic, warm, 15000));
+	free(warm);
+	/* a slow broker (acknowledgements 3 s late): each relay is killed with a batch in flight,
+	 * produced and maybe on the topic, never acknowledged to it */
+	kill(broker.pid, SIGHUP);
+	cr_assert(testenv_wait_log(&broker, "brokers are slow", 5000));
+	for (int t = 0; t < TXS; t++) {
+		testenv_exec(db, "BEGIN");
+		for (int i = 0; i < PER; i++)
+			free(orders_insert(db, "stream", NULL));
+		testenv_exec(db, "COMMIT");
+	}
+	for (int k = 0; k < KILLS; k++) {
+		testenv_sleep_ms(700);
+		testenv_stop(&relay, SIGKILL);
+		start_relay(&relay, small_batches);
+	}
+	kill(broker.pid, SIGHUP);
+	cr_assert(testenv_wait_log(&broker, "brokers are fast again", 5000));
+	cr_assert(orders_wait_drained(db, 30000), "the last relay publishes everything");
+	cr_expect(topic_wait_count(&topic, N + 1, 15000), "at least one message per order (got %d)", topic.n);
+	topic_read(&topic, 500);
+
+	/* every order at least once; every message an exact copy of its order's event */
+	PGresult *res = PQexec(db, "SELECT id::text FROM orders");
+	cr_assert_eq(PQntuples(res), N + 1);
+	for (int i = 0; i < N + 1; i++)
+		cr_expect_geq(topic_count_key(&topic, PQgetvalue(res, i, 0), NULL), 1, "order %d is on the topic",
+			      i);
+	PQclear(res);
+	int extra = 0;
+	for (int m = 0; m < topic.n; m++) {
+		const struct topic_msg *msg = &topic.msgs[m];
+		const struct topic_msg *first = NULL;
+		if (topic_count_key(&topic, msg->key, &first) > 1 && first != msg)
+			extra++;
+		char *payload = orders_payload(db, msg->key);
+		json_t *want = json_loads(payload, 0, NULL);
+		json_t *got = json_loads(msg->value, 0, NULL);
+		cr_expect(want && got && json_equal(want, got), "message %d is its order's event: %s", m, msg->value);
+		cr_expect_str_eq(msg->ce_id ? msg->ce_id : "", msg->key, "message %d: ce_id is the order id", m);
+		json_decref(want);
+		json_decref(got);
+		free(payload);
+	}
+	cr_log_info("%d orders, %d messages, %d of them redeliveries", N + 1, topic.n, extra);
+	cr_expect_gt(extra, 0, "the kills interrupted deliveries (else this test proves nothing)");
+	cr_expect_eq(testenv_stop(&relay, SIGTERM), 0);
+	stop_cleanly();
+}
+
+Test(relay, an_invalidated_slot_stops_it_loudly_instead_of_skipping_events)
+{
+	if (!orders_wal_mode())
+		cr_skip_test("the outbox mode has no slot");
+	/* PostgreSQL invalidates a slot that keeps more WAL than max_slot_wal_keep_size, at a
+	 * checkpoint: a tiny limit, a few WAL segments written past the slot, a checkpoint */
+	char *lost_order = orders_admit(db, "in-the-lost-wal");
+	testenv_exec(db, "ALTER SYSTEM SET max_slot_wal_keep_size = '1MB'");
+	testenv_query_long(db, "SELECT pg_reload_conf()::int");
+	for (int i = 0; i < 4; i++) {
+		free(orders_admit(db, "filler"));
+		testenv_query_long(db, "SELECT 1 FROM pg_switch_wal()");
+	}
+	testenv_exec(db, "CHECKPOINT");
+	long lost = testenv_query_long(db, "SELECT count(*) FROM pg_replication_slots"
+					   " WHERE slot_name = 'checkout_' || current_database() AND wal_status = 'lost'");
+	testenv_exec(db, "ALTER SYSTEM RESET max_slot_wal_keep_size");
+	testenv_query_long(db, "SELECT pg_reload_conf()::int");
+	cr_assert_eq(lost, 1, "the slot was invalidated");
+
+	const char *args[] = {"--database-url", conninfo, "--kafka-brokers", bootstrap, NULL};
+	testenv_spawn(&relay, "checkout-relay", args, NULL);
+	cr_expect_eq(testenv_stop(&relay, 0), 1, "the relay exits 1; see %s", relay.log_path);
+	cr_expect_eq(testenv_count_log(&relay, "ERROR"), 1, "one ERROR line; see %s", relay.log_path);
+	cr_expect_eq(testenv_count_log(&relay, "was invalidated"), 1, "it says the slot was invalidated");
+	cr_expect_eq(testenv_count_log(&relay, "checkout-relay --replay --since"), 1, "and how to recover");
+	topic_read(&topic, 300);
+	cr_expect_eq(topic.n, 0, "nothing was published");
+	/* the recovery the error names: replay, drop the slot (teardown) */
+	testenv_spawn(&relay2, "checkout-relay",
+		      (const char *[]){"--database-url", conninfo, "--kafka-brokers", bootstrap, "--replay", NULL},
+		      NULL);
+	cr_expect_eq(testenv_stop(&relay2, 0), 0, "replay exits 0; see %s", relay2.log_path);
+	cr_expect(topic_wait_key(&topic, lost_order, 15000), "the order from the lost WAL is replayed");
+	free(lost_order);
 	stop_cleanly();
 }
