@@ -45,6 +45,8 @@
 #include "validate.h"
 
 #define VIEW_BUCKETS 4096
+/* Lags kept for the figures at stop (8 MB at most). */
+#define VIEW_MAX_LAGS 1000000
 
 /* One product in the view: the catalogue's row, its stock moved by the topic. */
 struct product {
@@ -57,7 +59,7 @@ struct product {
 /* Units one customer bought in one limit group, by the topic. */
 struct bought {
 	struct bought *next;
-	long long units;
+	long long units, per_customer;
 	char key[]; /* customer id, '\n', group */
 };
 
@@ -66,6 +68,8 @@ static struct {
 	pthread_mutex_t mu;
 	struct product *products[VIEW_BUCKETS];
 	struct bought *bought[VIEW_BUCKETS];
+	double *lag_ms; /* per event applied: its age when the view took it in (timestamp to now) */
+	size_t n_lag, cap_lag;
 } view = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 static rd_kafka_t *producer, *consumer;
@@ -97,7 +101,7 @@ static struct product *product_find(const char *sku)
 }
 
 /* The purchases of customer in group, created at 0 when absent (NULL: out of memory); view.mu held. */
-static struct bought *bought_find(const char *customer, const char *group)
+static struct bought *bought_find(const char *customer, const char *group, long long per_customer)
 {
 	char key[2 * VALIDATE_ID_BUF + 2];
 	snprintf(key, sizeof(key), "%s\n%s", customer, group);
@@ -109,6 +113,7 @@ static struct bought *bought_find(const char *customer, const char *group)
 	if (!b)
 		return NULL;
 	strcpy(b->key, key);
+	b->per_customer = per_customer;
 	b->next = view.bought[h];
 	view.bought[h] = b;
 	return b;
@@ -167,7 +172,22 @@ static void view_apply(const rd_kafka_message_t *m)
 		json_decref(ev);
 		return;
 	}
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	int64_t produced = rd_kafka_message_timestamp(m, NULL);
 	pthread_mutex_lock(&view.mu);
+	if (produced > 0 && view.n_lag < VIEW_MAX_LAGS) {
+		if (view.n_lag == view.cap_lag) {
+			size_t cap = view.cap_lag ? 2 * view.cap_lag : 4096;
+			double *more = realloc(view.lag_ms, cap * sizeof(*more));
+			if (more) {
+				view.lag_ms = more;
+				view.cap_lag = cap;
+			}
+		}
+		if (view.n_lag < view.cap_lag)
+			view.lag_ms[view.n_lag++] = (double)now.tv_sec * 1e3 + now.tv_nsec / 1e6 - (double)produced;
+	}
 	json_array_foreach(items, i, item)
 	{
 		const char *sku = json_string_value(json_object_get(item, "sku"));
@@ -176,7 +196,7 @@ static void view_apply(const rd_kafka_message_t *m)
 		if (!p)
 			continue;
 		p->stock -= quantity;
-		struct bought *b = p->limit_group[0] ? bought_find(customer, p->limit_group) : NULL;
+		struct bought *b = p->limit_group[0] ? bought_find(customer, p->limit_group, p->per_customer) : NULL;
 		if (b)
 			b->units += quantity;
 	}
@@ -222,6 +242,38 @@ static void new_uuid(char out[37])
 		 b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
 }
 
+static int by_value(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+/*
+ * At stop, what the view got wrong: units sold below zero stock, units
+ * admitted beyond a customer's limit, and how far behind the topic the view
+ * was (each event's age when the consumer applied it; a decision made in
+ * that window did not see the order).
+ */
+static void view_report(void)
+{
+	long long oversold = 0, over_limit = 0;
+	for (size_t h = 0; h < VIEW_BUCKETS; h++) {
+		for (const struct product *p = view.products[h]; p; p = p->next)
+			oversold += p->stock < 0 ? -p->stock : 0;
+		for (const struct bought *b = view.bought[h]; b; b = b->next)
+			over_limit += b->units > b->per_customer ? b->units - b->per_customer : 0;
+	}
+	double p50 = 0, p99 = 0;
+	if (view.n_lag) {
+		qsort(view.lag_ms, view.n_lag, sizeof(double), by_value);
+		p50 = view.lag_ms[(view.n_lag - 1) / 2];
+		p99 = view.lag_ms[(size_t)((double)(view.n_lag - 1) * 0.99)];
+	}
+	log_info("view report: units oversold %lld, units over a purchase limit %lld, view lag p50 %.1f ms "
+		 "p99 %.1f ms over %zu events",
+		 oversold, over_limit, p50, p99, view.n_lag);
+}
+
 /* POST /v1/checkout, the view way. */
 static enum MHD_Result naive_checkout(struct http_request *req, const char *param)
 {
@@ -256,7 +308,7 @@ static enum MHD_Result naive_checkout(struct http_request *req, const char *para
 		lines[i].stock = p->stock;
 		total += p->price_cents * cart->items[i].quantity;
 		if (p->limit_group[0]) {
-			const struct bought *b = bought_find(cart->customer_id, p->limit_group);
+			const struct bought *b = bought_find(cart->customer_id, p->limit_group, p->per_customer);
 			snprintf(lines[i].limit_group, sizeof(lines[i].limit_group), "%s", p->limit_group);
 			lines[i].per_customer = p->per_customer;
 			lines[i].bought = b ? b->units : 0;
@@ -419,6 +471,9 @@ out:
 		rd_kafka_destroy(producer);
 	}
 	db_pool_destroy(srv.pool);
+	if (consuming)
+		view_report();
+	free(view.lag_ms);
 	for (size_t h = 0; h < VIEW_BUCKETS; h++) {
 		for (struct product *p = view.products[h], *n; p; p = n) {
 			n = p->next;
