@@ -77,9 +77,10 @@ static const char *topic;
 static atomic_bool consumer_stop;
 
 static const struct db_stmt naive_stmts[] = {
-    {"naive_product", "SELECT p.price_cents, p.stock, coalesce(p.limit_group, ''), "
-		      "  coalesce((SELECT g.per_customer FROM limit_groups g WHERE g.name = p.limit_group), 0) "
-		      "FROM products p WHERE p.sku = $1"},
+    {"naive_product",
+     "SELECT p.price_cents, p.stock, coalesce(p.limit_group, ''), "
+     "  coalesce((SELECT g.per_customer FROM limit_groups g WHERE g.name = p.limit_group), 0) "
+     "FROM products p WHERE p.sku = $1"},
     {NULL, NULL},
 };
 
@@ -168,7 +169,8 @@ static void view_apply(const rd_kafka_message_t *m)
 	json_t *items = json_object_get(ev, "items"), *item;
 	size_t i;
 	if (!customer || !json_is_array(items)) {
-		log_warn("skipping a message that is not an order.admitted event (offset %lld)", (long long)m->offset);
+		log_warn("skipping a message that is not an order.admitted event (offset %lld)",
+			 (long long)m->offset);
 		json_decref(ev);
 		return;
 	}
@@ -186,7 +188,8 @@ static void view_apply(const rd_kafka_message_t *m)
 			}
 		}
 		if (view.n_lag < view.cap_lag)
-			view.lag_ms[view.n_lag++] = (double)now.tv_sec * 1e3 + now.tv_nsec / 1e6 - (double)produced;
+			view.lag_ms[view.n_lag++] =
+			    (double)now.tv_sec * 1e3 + now.tv_nsec / 1e6 - (double)produced;
 	}
 	json_array_foreach(items, i, item)
 	{
@@ -196,7 +199,8 @@ static void view_apply(const rd_kafka_message_t *m)
 		if (!p)
 			continue;
 		p->stock -= quantity;
-		struct bought *b = p->limit_group[0] ? bought_find(customer, p->limit_group, p->per_customer) : NULL;
+		struct bought *b =
+		    p->limit_group[0] ? bought_find(customer, p->limit_group, p->per_customer) : NULL;
 		if (b)
 			b->units += quantity;
 	}
@@ -226,7 +230,8 @@ static void delivered(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
 	(void)rk, (void)opaque;
 	if (m->err)
-		log_error("order.admitted not appended (the order was answered 201): %s", rd_kafka_err2str(m->err));
+		log_error("order.admitted not appended (the order was answered 201): %s",
+			  rd_kafka_err2str(m->err));
 }
 
 /* A random (version 4) UUID as text. */
@@ -238,8 +243,8 @@ static void new_uuid(char out[37])
 			b[i] = (unsigned char)rand();
 	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
 	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-	snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2],
-		 b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+	snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
+		 b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
 }
 
 static int by_value(const void *a, const void *b)
@@ -308,7 +313,8 @@ static enum MHD_Result naive_checkout(struct http_request *req, const char *para
 		lines[i].stock = p->stock;
 		total += p->price_cents * cart->items[i].quantity;
 		if (p->limit_group[0]) {
-			const struct bought *b = bought_find(cart->customer_id, p->limit_group, p->per_customer);
+			const struct bought *b =
+			    bought_find(cart->customer_id, p->limit_group, p->per_customer);
 			snprintf(lines[i].limit_group, sizeof(lines[i].limit_group), "%s", p->limit_group);
 			lines[i].per_customer = p->per_customer;
 			lines[i].bought = b ? b->units : 0;
@@ -327,7 +333,8 @@ static enum MHD_Result naive_checkout(struct http_request *req, const char *para
 			 now.tv_nsec / 1000);
 		new_uuid(order_id);
 		snprintf(location, sizeof(location), "/v1/orders/%s", order_id);
-		if (!checkout_build_admitted(cart, lines, order_id, created_at, total, &result.body, &payload))
+		if (!checkout_build_admitted(cart, lines, order_id, created_at, total, &result.body,
+					     &payload))
 			goto out;
 		/* "commit": append the event; the view learns of it when the consumer reads it back */
 		rd_kafka_resp_err_t kerr = rd_kafka_producev(
@@ -341,8 +348,8 @@ static enum MHD_Result naive_checkout(struct http_request *req, const char *para
 		const char *headers[] = {"Location", location, NULL};
 		ret = http_reply(req, 201, "application/json", result.body, strlen(result.body), headers);
 	} else if (result.body) {
-		ret = http_reply(req, result.status, "application/problem+json", result.body, strlen(result.body),
-				 NULL);
+		ret = http_reply(req, result.status, "application/problem+json", result.body,
+				 strlen(result.body), NULL);
 	}
 out:
 	free(result.body);
@@ -379,7 +386,8 @@ static bool kafka_start(const struct config *cfg)
 		return false;
 	}
 	snprintf(group, sizeof(group), "checkout-naive-%ld", (long)getpid());
-	if (!kafka_conf_set(cconf, "group.id", group) || !kafka_conf_set(cconf, "auto.offset.reset", "earliest") ||
+	if (!kafka_conf_set(cconf, "group.id", group) ||
+	    !kafka_conf_set(cconf, "auto.offset.reset", "earliest") ||
 	    !kafka_conf_set(cconf, "enable.auto.commit", "false") ||
 	    !kafka_conf_set(cconf, "fetch.wait.max.ms", "10")) {
 		rd_kafka_conf_destroy(cconf);

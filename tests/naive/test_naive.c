@@ -28,7 +28,8 @@ static void teardown(void)
 }
 
 /* Start a program listening on a free port; url gets its base URL. */
-static void start(struct testenv_proc *p, const char *program, const char *const *extra, char *url, size_t len)
+static void start(struct testenv_proc *p, const char *program, const char *const *extra, char *url,
+		  size_t len)
 {
 	static char env[2][6][200];
 	int k = p == &naive;
@@ -39,8 +40,14 @@ static void start(struct testenv_proc *p, const char *program, const char *const
 	snprintf(env[k][2], sizeof(env[k][2]), "%s", extra[0]);
 	snprintf(env[k][3], sizeof(env[k][3]), "%s", extra[1]);
 	snprintf(env[k][4], sizeof(env[k][4]), "%s", extra[2]);
-	const char *envp[] = {env[k][0], env[k][1], env[k][2], env[k][3], env[k][4], "LOG_LEVEL=warn",
-			      "REQUEST_TIMEOUT_MS=60000", NULL};
+	const char *envp[] = {env[k][0],
+			      env[k][1],
+			      env[k][2],
+			      env[k][3],
+			      env[k][4],
+			      "LOG_LEVEL=warn",
+			      "REQUEST_TIMEOUT_MS=60000",
+			      NULL};
 	testenv_spawn(p, program, NULL, envp);
 	cr_assert(testenv_wait_port(port, 15000), "%s did not start; see %s", program, p->log_path);
 }
@@ -97,20 +104,24 @@ Test(naive, view_oversells_and_breaks_the_limit_where_serializable_holds, .fini 
 	db = testenv_db_new();
 	PGconn *conn = testenv_db_connect(db);
 	/* each program its own SKUs: the server's orders change the stock the naive one would read */
-	testenv_exec(conn, "INSERT INTO limit_groups VALUES ('drop-n', 1), ('drop-s', 1);"
-			   "INSERT INTO products (sku, name, price_cents, stock, limit_group) VALUES "
-			   "('last-n', 'Last', 100, 1, NULL), ('last-s', 'Last', 100, 1, NULL),"
-			   "('drop-n', 'Drop', 100, 1000, 'drop-n'), ('drop-s', 'Drop', 100, 1000, 'drop-s')");
+	testenv_exec(conn,
+		     "INSERT INTO limit_groups VALUES ('drop-n', 1), ('drop-s', 1);"
+		     "INSERT INTO products (sku, name, price_cents, stock, limit_group) VALUES "
+		     "('last-n', 'Last', 100, 1, NULL), ('last-s', 'Last', 100, 1, NULL),"
+		     "('drop-n', 'Drop', 100, 1000, 'drop-n'), ('drop-s', 'Drop', 100, 1000, 'drop-s')");
 	snprintf(brokers, sizeof(brokers), "KAFKA_BROKERS=%s", testenv_broker_start(&broker));
 	const char *naive_env[] = {brokers, "NAIVE_MODE=view", "DB_POOL_SIZE=4"};
-	const char *server_env[] = {"HOT_SKU_QUEUE=false", "MAX_RETRIES=200", "DB_POOL_SIZE=" "16"};
+	const char *server_env[] = {"HOT_SKU_QUEUE=false", "MAX_RETRIES=200",
+				    "DB_POOL_SIZE="
+				    "16"};
 	start(&naive, "checkout-naive", naive_env, naive_url, sizeof(naive_url));
 	start(&server, "checkout-server", server_env, server_url, sizeof(server_url));
 
 	int naive_last = burst(naive_url, "last-n", false), server_last = burst(server_url, "last-s", false);
 	int naive_drop = burst(naive_url, "drop-n", true), server_drop = burst(server_url, "drop-s", true);
-	cr_log_info("last item (stock 1): naive admitted %d, serializable %d; limit 1: naive %d, serializable %d",
-		    naive_last, server_last, naive_drop, server_drop);
+	cr_log_info(
+	    "last item (stock 1): naive admitted %d, serializable %d; limit 1: naive %d, serializable %d",
+	    naive_last, server_last, naive_drop, server_drop);
 	cr_expect_gt(naive_last, 1, "the view did not oversell the last item: %d admitted", naive_last);
 	cr_expect_gt(naive_drop, 1, "the view did not break the limit of 1: %d admitted", naive_drop);
 	cr_expect_eq(server_last, 1, "serializable admitted %d of the last item", server_last);
