@@ -42,7 +42,7 @@ static const struct option options[] = {
 	{"orders-topic", "ORDERS_TOPIC", OPT_STRING, "orders", KAFKAUSERS | CONFIG_BROKER, F(orders_topic), 0,
 	 0, NULL, "topic of order events"},
 	{"naive-mode", "NAIVE_MODE", OPT_CHOICE, "view", CONFIG_NAIVE, F(naive_mode), 0, 0, naive_modes,
-	 "checkout-naive's admission: view (decide from a view of the topic) or intent (not built yet)"},
+	 "checkout-naive's admission: view (decide from a view of the topic) or intent (a decider per partition)"},
 	{"listen", "LISTEN", OPT_STRING, "127.0.0.1:8080", CONFIG_SERVER | CONFIG_LOADTEST, F(listen), 0, 0,
 	 NULL, "HTTP address, host:port"},
 	{"log-level", "LOG_LEVEL", OPT_CHOICE, "info", ALL, F(log_level), 0, 0, log_levels,

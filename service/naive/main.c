@@ -29,6 +29,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
@@ -63,11 +65,16 @@ struct bought {
 	char key[]; /* customer id, '\n', group */
 };
 
-/* The view; written by the consumer thread, read by the handlers. */
-static struct {
-	pthread_mutex_t mu;
+/* Products and purchases: the view (mode view), or one partition's decider state (mode intent). */
+struct table {
 	struct product *products[VIEW_BUCKETS];
 	struct bought *bought[VIEW_BUCKETS];
+};
+
+/* The view (in mode intent: the catalogue the deciders copy from); written by the consumer thread. */
+static struct {
+	pthread_mutex_t mu; /* guards the view, the partitions' tables and the pending decisions */
+	struct table t;
 	double *lag_ms; /* per event applied: its age when the view took it in (timestamp to now) */
 	size_t n_lag, cap_lag;
 } view = {.mu = PTHREAD_MUTEX_INITIALIZER};
@@ -75,6 +82,9 @@ static struct {
 static rd_kafka_t *producer, *consumer;
 static const char *topic;
 static atomic_bool consumer_stop;
+static struct table *parts; /* mode intent: each partition's decider state */
+static int n_parts;
+static int mode; /* enum config_naive_mode */
 
 static const struct db_stmt naive_stmts[] = {
     {"naive_product",
@@ -84,30 +94,36 @@ static const struct db_stmt naive_stmts[] = {
     {NULL, NULL},
 };
 
-static unsigned hash(const char *s)
+static uint32_t fnv(const char *s)
 {
 	uint32_t h = 2166136261u;
 	for (; *s; s++)
 		h = (h ^ (unsigned char)*s) * 16777619u;
-	return h % VIEW_BUCKETS;
+	return h;
+}
+
+static unsigned hash(const char *s)
+{
+	return fnv(s) % VIEW_BUCKETS;
 }
 
 /* The product of sku, or NULL; view.mu held. */
-static struct product *product_find(const char *sku)
+static struct product *product_find(struct table *t, const char *sku)
 {
-	for (struct product *p = view.products[hash(sku)]; p; p = p->next)
+	for (struct product *p = t->products[hash(sku)]; p; p = p->next)
 		if (!strcmp(p->sku, sku))
 			return p;
 	return NULL;
 }
 
 /* The purchases of customer in group, created at 0 when absent (NULL: out of memory); view.mu held. */
-static struct bought *bought_find(const char *customer, const char *group, long long per_customer)
+static struct bought *bought_find(struct table *t, const char *customer, const char *group,
+				  long long per_customer)
 {
 	char key[2 * VALIDATE_ID_BUF + 2];
 	snprintf(key, sizeof(key), "%s\n%s", customer, group);
 	unsigned h = hash(key);
-	for (struct bought *b = view.bought[h]; b; b = b->next)
+	for (struct bought *b = t->bought[h]; b; b = b->next)
 		if (!strcmp(b->key, key))
 			return b;
 	struct bought *b = calloc(1, sizeof(*b) + strlen(key) + 1);
@@ -115,9 +131,23 @@ static struct bought *bought_find(const char *customer, const char *group, long 
 		return NULL;
 	strcpy(b->key, key);
 	b->per_customer = per_customer;
-	b->next = view.bought[h];
-	view.bought[h] = b;
+	b->next = t->bought[h];
+	t->bought[h] = b;
 	return b;
+}
+
+static void table_free(struct table *t)
+{
+	for (size_t h = 0; h < VIEW_BUCKETS; h++) {
+		for (struct product *p = t->products[h], *n; p; p = n) {
+			n = p->next;
+			free(p);
+		}
+		for (struct bought *b = t->bought[h], *n; b; b = n) {
+			n = b->next;
+			free(b);
+		}
+	}
 }
 
 /*
@@ -127,7 +157,7 @@ static struct bought *bought_find(const char *customer, const char *group, long 
 static bool view_load(struct http_request *req, const char *sku, enum MHD_Result *ret)
 {
 	pthread_mutex_lock(&view.mu);
-	bool known = product_find(sku) != NULL;
+	bool known = product_find(&view.t, sku) != NULL;
 	pthread_mutex_unlock(&view.mu);
 	if (known)
 		return true;
@@ -148,12 +178,12 @@ static bool view_load(struct http_request *req, const char *sku, enum MHD_Result
 		snprintf(p->limit_group, sizeof(p->limit_group), "%s", PQgetvalue(res, 0, 2));
 		p->per_customer = strtoll(PQgetvalue(res, 0, 3), NULL, 10);
 		pthread_mutex_lock(&view.mu);
-		if (product_find(sku)) { /* another request loaded it meanwhile */
+		if (product_find(&view.t, sku)) { /* another request loaded it meanwhile */
 			free(p);
 		} else {
 			unsigned h = hash(sku);
-			p->next = view.products[h];
-			view.products[h] = p;
+			p->next = view.t.products[h];
+			view.t.products[h] = p;
 		}
 		pthread_mutex_unlock(&view.mu);
 	}
@@ -195,18 +225,21 @@ static void view_apply(const rd_kafka_message_t *m)
 	{
 		const char *sku = json_string_value(json_object_get(item, "sku"));
 		json_int_t quantity = json_integer_value(json_object_get(item, "quantity"));
-		struct product *p = sku ? product_find(sku) : NULL;
+		struct product *p = sku ? product_find(&view.t, sku) : NULL;
 		if (!p)
 			continue;
 		p->stock -= quantity;
-		struct bought *b =
-		    p->limit_group[0] ? bought_find(customer, p->limit_group, p->per_customer) : NULL;
+		struct bought *b = p->limit_group[0]
+				       ? bought_find(&view.t, customer, p->limit_group, p->per_customer)
+				       : NULL;
 		if (b)
 			b->units += quantity;
 	}
 	pthread_mutex_unlock(&view.mu);
 	json_decref(ev);
 }
+
+static void intent_decide(const rd_kafka_message_t *m);
 
 /* The consumer thread: applies the topic to the view, and serves the producer's delivery reports. */
 static void *consume(void *arg)
@@ -218,7 +251,7 @@ static void *consume(void *arg)
 		if (!m)
 			continue;
 		if (!m->err)
-			view_apply(m);
+			(mode == NAIVE_INTENT ? intent_decide : view_apply)(m);
 		else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
 			log_warn("consumer: %s", rd_kafka_message_errstr(m));
 		rd_kafka_message_destroy(m);
@@ -235,6 +268,21 @@ static void delivered(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 }
 
 /* A random (version 4) UUID as text. */
+static void new_uuid(char out[37]);
+
+/* A new order's id and its time (created_at[len], ISO 8601 UTC with microseconds). */
+static void new_order_id(char id[37], char *created_at, size_t len)
+{
+	struct timespec now;
+	struct tm tm;
+	clock_gettime(CLOCK_REALTIME, &now);
+	gmtime_r(&now.tv_sec, &tm);
+	strftime(created_at, len, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(created_at + strlen(created_at), len - strlen(created_at), ".%06ldZ", now.tv_nsec / 1000);
+	new_uuid(id);
+}
+
+/* A random (version 4) UUID as text. */
 static void new_uuid(char out[37])
 {
 	unsigned char b[16] = {0};
@@ -245,6 +293,226 @@ static void new_uuid(char out[37])
 	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
 	snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
 		 b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+}
+
+/* ---- mode intent ------------------------------------------------------ */
+
+/* A checkout waiting for the deciders of its partitions. */
+struct pending {
+	struct pending *next;
+	unsigned long long id;			     /* the request id the intents carry */
+	int efd;				     /* written once every partition has decided */
+	int waiting;				     /* partitions yet to decide */
+	unsigned status;			     /* of the first refusal */
+	char *refusal;				     /* the first refusal's problem text; NULL: none */
+	struct line_state lines[VALIDATE_MAX_ITEMS]; /* what the deciders read, by cart line */
+};
+
+static struct pending *pending_list; /* view.mu */
+static atomic_ullong last_request_id;
+
+/*
+ * The decider of the intent's partition: applies it to that partition's
+ * own state (stock and purchases copied from the catalogue the first time
+ * it sees a SKU), with checkout_decide, and hands the decision to the
+ * waiting request. It knows nothing another partition decided.
+ */
+static void intent_decide(const rd_kafka_message_t *m)
+{
+	json_t *in = json_loadb(m->payload, m->len, 0, NULL), *item;
+	json_t *items = json_object_get(in, "items");
+	const char *customer = json_string_value(json_object_get(in, "customer_id"));
+	const char *email = json_string_value(json_object_get(in, "email"));
+	unsigned long long id = (unsigned long long)json_integer_value(json_object_get(in, "request_id"));
+	struct checkout_request *sub = calloc(1, sizeof(*sub));
+	struct line_state *lines = calloc(VALIDATE_MAX_ITEMS, sizeof(*lines));
+	struct checkout_result r = {0};
+	int index[VALIDATE_MAX_ITEMS];
+	size_t i;
+	if (!sub || !lines || !customer || !email || !json_is_array(items) || !json_array_size(items) ||
+	    json_array_size(items) > VALIDATE_MAX_ITEMS || m->partition < 0 || m->partition >= n_parts) {
+		log_warn("skipping a message that is not a checkout intent (offset %lld)",
+			 (long long)m->offset);
+		goto out;
+	}
+	snprintf(sub->customer_id, sizeof(sub->customer_id), "%s", customer);
+	snprintf(sub->email, sizeof(sub->email), "%s", email);
+	json_array_foreach(items, i, item)
+	{
+		const char *sku = json_string_value(json_object_get(item, "sku"));
+		snprintf(sub->items[i].sku, sizeof(sub->items[i].sku), "%s", sku ? sku : "");
+		sub->items[i].quantity = (int)json_integer_value(json_object_get(item, "quantity"));
+		index[i] = (int)json_integer_value(json_object_get(item, "i"));
+	}
+	sub->n_items = json_array_size(items);
+	struct table *t = &parts[m->partition];
+	pthread_mutex_lock(&view.mu);
+	for (i = 0; i < sub->n_items; i++) {
+		const char *sku = sub->items[i].sku;
+		struct product *p = product_find(t, sku);
+		const struct product *c = p ? NULL : product_find(&view.t, sku);
+		if (c && (p = malloc(sizeof(*p) + strlen(sku) + 1))) {
+			memcpy(p, c, sizeof(*p) + strlen(sku) + 1);
+			p->next = t->products[hash(sku)];
+			t->products[hash(sku)] = p;
+		}
+		if (!p)
+			continue;
+		const struct bought *b =
+		    p->limit_group[0] ? bought_find(t, customer, p->limit_group, p->per_customer) : NULL;
+		lines[i] =
+		    (struct line_state){.found = true, .price_cents = p->price_cents, .stock = p->stock};
+		if (p->limit_group[0]) {
+			snprintf(lines[i].limit_group, sizeof(lines[i].limit_group), "%s", p->limit_group);
+			lines[i].per_customer = p->per_customer;
+			lines[i].bought = b ? b->units : 0;
+		}
+	}
+	bool admit = checkout_decide(sub, lines, &r);
+	for (i = 0; admit && i < sub->n_items; i++) {
+		struct product *p = product_find(t, sub->items[i].sku);
+		p->stock -= sub->items[i].quantity;
+		struct bought *b =
+		    p->limit_group[0] ? bought_find(t, customer, p->limit_group, p->per_customer) : NULL;
+		if (b)
+			b->units += sub->items[i].quantity;
+	}
+	struct pending *w = pending_list;
+	while (w && w->id != id)
+		w = w->next;
+	if (w) { /* else the request gave up waiting: the decision stands all the same */
+		for (i = 0; i < sub->n_items; i++)
+			if (index[i] >= 0 && index[i] < VALIDATE_MAX_ITEMS)
+				w->lines[index[i]] = lines[i];
+		if (!admit && !w->refusal) {
+			w->refusal = r.body;
+			w->status = r.status;
+			r.body = NULL;
+		}
+		if (--w->waiting == 0) {
+			uint64_t one = 1;
+			if (write(w->efd, &one, sizeof(one)) != (ssize_t)sizeof(one))
+				log_warn("cannot wake a waiting checkout");
+		}
+	}
+	pthread_mutex_unlock(&view.mu);
+out:
+	free(r.body);
+	free(lines);
+	free(sub);
+	json_decref(in);
+}
+
+/* The partition of a SKU's intents. */
+static int sku_partition(const char *sku)
+{
+	return (int)(fnv(sku) % (uint32_t)n_parts);
+}
+
+/*
+ * Mode intent: one intent per partition the cart's SKUs fall on (keyed by
+ * its first SKU), then wait for every decision until the request's deadline
+ * (503 decision-timeout). Refused by any partition: that refusal, though
+ * another partition may have taken its items already.
+ */
+static enum MHD_Result intent_checkout(struct http_request *req, const struct checkout_request *cart)
+{
+	struct pending *w = calloc(1, sizeof(*w));
+	json_t **intents = calloc((size_t)n_parts, sizeof(*intents));
+	enum MHD_Result ret = MHD_NO;
+	char *body = NULL, *payload = NULL;
+	bool listed = false, done = false;
+	if (!w || !intents || (w->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0)
+		goto out;
+	w->id = atomic_fetch_add(&last_request_id, 1) + 1;
+	for (size_t i = 0; i < cart->n_items; i++) {
+		int part = sku_partition(cart->items[i].sku);
+		if (!intents[part]) {
+			intents[part] =
+			    json_pack("{s:I, s:s, s:s, s:[]}", "request_id", (json_int_t)w->id, "customer_id",
+				      cart->customer_id, "email", cart->email, "items");
+			w->waiting++;
+		}
+		json_array_append_new(json_object_get(intents[part], "items"),
+				      json_pack("{s:s, s:i, s:i}", "sku", cart->items[i].sku, "quantity",
+						cart->items[i].quantity, "i", (int)i));
+	}
+	pthread_mutex_lock(&view.mu);
+	w->next = pending_list;
+	pending_list = w;
+	listed = true;
+	pthread_mutex_unlock(&view.mu);
+	for (int part = 0; part < n_parts; part++) {
+		if (!intents[part])
+			continue;
+		char *text = json_dumps(intents[part], JSON_COMPACT);
+		const char *key = json_string_value(
+		    json_object_get(json_array_get(json_object_get(intents[part], "items"), 0), "sku"));
+		rd_kafka_resp_err_t kerr =
+		    text ? rd_kafka_producev(producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(part),
+					     RD_KAFKA_V_KEY(key, strlen(key)),
+					     RD_KAFKA_V_VALUE(text, strlen(text)),
+					     RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END)
+			 : RD_KAFKA_RESP_ERR__FAIL;
+		free(text);
+		if (kerr) {
+			ret = http_reply_unavailable(req, "broker-unavailable", rd_kafka_err2str(kerr));
+			goto out;
+		}
+	}
+	for (;;) {
+		pthread_mutex_lock(&view.mu);
+		done = w->waiting == 0;
+		pthread_mutex_unlock(&view.mu);
+		int left = fiber_deadline_left_ms();
+		if (done || left <= 0)
+			break;
+		uint64_t n;
+		if (fiber_wait_fd(w->efd, POLLIN, left) > 0 && read(w->efd, &n, sizeof(n)) < 0)
+			continue;
+	}
+	if (!done) {
+		ret = http_reply_unavailable(
+		    req, "decision-timeout",
+		    "No decision within the request's deadline; the checkout may yet be "
+		    "admitted.");
+		goto out;
+	}
+	if (w->refusal) {
+		ret = http_reply(req, w->status, "application/problem+json", w->refusal, strlen(w->refusal),
+				 NULL);
+		goto out;
+	}
+	char order_id[37], created_at[40], location[64];
+	long long total = 0;
+	for (size_t i = 0; i < cart->n_items; i++)
+		total += w->lines[i].price_cents * cart->items[i].quantity;
+	new_order_id(order_id, created_at, sizeof(created_at));
+	snprintf(location, sizeof(location), "/v1/orders/%s", order_id);
+	if (!checkout_build_admitted(cart, w->lines, order_id, created_at, total, &body, &payload))
+		goto out;
+	const char *headers[] = {"Location", location, NULL};
+	ret = http_reply(req, 201, "application/json", body, strlen(body), headers);
+out:
+	if (listed) {
+		pthread_mutex_lock(&view.mu);
+		struct pending **at = &pending_list;
+		while (*at != w)
+			at = &(*at)->next;
+		*at = w->next;
+		pthread_mutex_unlock(&view.mu);
+	}
+	for (int part = 0; intents && part < n_parts; part++)
+		json_decref(intents[part]);
+	free(intents);
+	if (w && w->efd > 0)
+		close(w->efd);
+	if (w)
+		free(w->refusal);
+	free(w);
+	free(body);
+	free(payload);
+	return ret;
 }
 
 static int by_value(const void *a, const void *b)
@@ -263,9 +531,9 @@ static void view_report(void)
 {
 	long long oversold = 0, over_limit = 0;
 	for (size_t h = 0; h < VIEW_BUCKETS; h++) {
-		for (const struct product *p = view.products[h]; p; p = p->next)
+		for (const struct product *p = view.t.products[h]; p; p = p->next)
 			oversold += p->stock < 0 ? -p->stock : 0;
-		for (const struct bought *b = view.bought[h]; b; b = b->next)
+		for (const struct bought *b = view.t.bought[h]; b; b = b->next)
 			over_limit += b->units > b->per_customer ? b->units - b->per_customer : 0;
 	}
 	double p50 = 0, p99 = 0;
@@ -301,11 +569,15 @@ static enum MHD_Result naive_checkout(struct http_request *req, const char *para
 	for (size_t i = 0; i < cart->n_items; i++)
 		if (!view_load(req, cart->items[i].sku, &ret))
 			goto out;
+	if (mode == NAIVE_INTENT) {
+		ret = intent_checkout(req, cart);
+		goto out;
+	}
 	/* read the view: what the topic said so far */
 	long long total = 0;
 	pthread_mutex_lock(&view.mu);
 	for (size_t i = 0; i < cart->n_items; i++) {
-		const struct product *p = product_find(cart->items[i].sku);
+		const struct product *p = product_find(&view.t, cart->items[i].sku);
 		if (!p)
 			continue;
 		lines[i].found = true;
@@ -314,7 +586,7 @@ static enum MHD_Result naive_checkout(struct http_request *req, const char *para
 		total += p->price_cents * cart->items[i].quantity;
 		if (p->limit_group[0]) {
 			const struct bought *b =
-			    bought_find(cart->customer_id, p->limit_group, p->per_customer);
+			    bought_find(&view.t, cart->customer_id, p->limit_group, p->per_customer);
 			snprintf(lines[i].limit_group, sizeof(lines[i].limit_group), "%s", p->limit_group);
 			lines[i].per_customer = p->per_customer;
 			lines[i].bought = b ? b->units : 0;
@@ -324,14 +596,7 @@ static enum MHD_Result naive_checkout(struct http_request *req, const char *para
 
 	if (checkout_decide(cart, lines, &result)) {
 		char order_id[37], created_at[40], location[64];
-		struct timespec now;
-		struct tm tm;
-		clock_gettime(CLOCK_REALTIME, &now);
-		gmtime_r(&now.tv_sec, &tm);
-		strftime(created_at, sizeof(created_at), "%Y-%m-%dT%H:%M:%S", &tm);
-		snprintf(created_at + strlen(created_at), sizeof(created_at) - strlen(created_at), ".%06ldZ",
-			 now.tv_nsec / 1000);
-		new_uuid(order_id);
+		new_order_id(order_id, created_at, sizeof(created_at));
 		snprintf(location, sizeof(location), "/v1/orders/%s", order_id);
 		if (!checkout_build_admitted(cart, lines, order_id, created_at, total, &result.body,
 					     &payload))
@@ -411,6 +676,32 @@ static bool kafka_start(const struct config *cfg)
 	return true;
 }
 
+/* n_parts and parts from the topic's metadata. False (logged) on failure. */
+static bool count_partitions(void)
+{
+	const struct rd_kafka_metadata *md = NULL;
+	rd_kafka_topic_t *t = rd_kafka_topic_new(producer, topic, NULL);
+	rd_kafka_resp_err_t kerr =
+	    t ? rd_kafka_metadata(producer, 0, t, &md, 10000) : RD_KAFKA_RESP_ERR__FAIL;
+	if (!kerr && (md->topic_cnt != 1 || md->topics[0].err || md->topics[0].partition_cnt < 1))
+		kerr = md->topic_cnt == 1 && md->topics[0].err ? md->topics[0].err
+							       : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
+	if (!kerr)
+		n_parts = md->topics[0].partition_cnt;
+	if (md)
+		rd_kafka_metadata_destroy(md);
+	if (t)
+		rd_kafka_topic_destroy(t);
+	if (kerr) {
+		log_error("topic %s: %s", topic, rd_kafka_err2str(kerr));
+		return false;
+	}
+	parts = calloc((size_t)n_parts, sizeof(*parts));
+	if (!parts)
+		log_error("out of memory");
+	return parts != NULL;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct db_stmt *const statements[] = {naive_stmts, NULL};
@@ -426,12 +717,15 @@ int main(int argc, char **argv)
 	if (r != CONFIG_OK)
 		return r == CONFIG_EXIT_OK ? EXIT_SUCCESS : EXIT_FAILURE;
 	log_init(cfg.program, cfg.log_level, cfg.log_format);
-	if (cfg.naive_mode != NAIVE_VIEW) {
-		log_error("NAIVE_MODE=intent is not built yet; only view is");
-		goto out;
-	}
-	log_warn("!!! checkout-naive (NAIVE_MODE=view): checkouts are decided from a view of the topic, "
-		 "without a transaction; it oversells by design and exists only to measure that !!!");
+	mode = cfg.naive_mode;
+	if (mode == NAIVE_VIEW)
+		log_warn(
+		    "!!! checkout-naive (NAIVE_MODE=view): checkouts are decided from a view of the topic, "
+		    "without a transaction; it oversells by design and exists only to measure that !!!");
+	else
+		log_warn(
+		    "!!! checkout-naive (NAIVE_MODE=intent): each partition's decider knows only its own "
+		    "SKUs; limits across partitions and multi-item carts break by design !!!");
 	topic = cfg.orders_topic;
 	sigemptyset(&stop);
 	sigaddset(&stop, SIGTERM);
@@ -445,7 +739,7 @@ int main(int argc, char **argv)
 	}
 	srv.cfg = &cfg;
 	srv.pool = db_pool_create(cfg.database_url, cfg.db_pool_size, statements, NULL);
-	if (!srv.pool || !kafka_start(&cfg))
+	if (!srv.pool || !kafka_start(&cfg) || !count_partitions())
 		goto out;
 	if (pthread_create(&thread, NULL, consume, NULL)) {
 		log_error("cannot start the consumer thread");
@@ -457,7 +751,8 @@ int main(int argc, char **argv)
 		log_error("%s", err);
 		goto out;
 	}
-	log_info("listening on %s:%d, mode view, topic %s", cfg.listen_host, cfg.listen_port, topic);
+	log_info("listening on %s:%d, mode %s, topic %s with %d partitions", cfg.listen_host, cfg.listen_port,
+		 mode == NAIVE_VIEW ? "view" : "intent", topic, n_parts);
 	int sig = 0;
 	sigwait(&stop, &sig);
 	log_info("stopping on signal %d", sig);
@@ -479,19 +774,13 @@ out:
 		rd_kafka_destroy(producer);
 	}
 	db_pool_destroy(srv.pool);
-	if (consuming)
+	if (consuming && mode == NAIVE_VIEW)
 		view_report();
 	free(view.lag_ms);
-	for (size_t h = 0; h < VIEW_BUCKETS; h++) {
-		for (struct product *p = view.products[h], *n; p; p = n) {
-			n = p->next;
-			free(p);
-		}
-		for (struct bought *b = view.bought[h], *n; b; b = n) {
-			n = b->next;
-			free(b);
-		}
-	}
+	table_free(&view.t);
+	for (int i = 0; i < n_parts; i++)
+		table_free(&parts[i]);
+	free(parts);
 	config_free(&cfg);
 	return status;
 }

@@ -154,3 +154,90 @@ Test(naive, view_oversells_and_breaks_the_limit_where_serializable_holds, .fini 
 	testenv_stop_clean(&server);
 	testenv_stop_clean(&broker);
 }
+
+/* One checkout of the given items (a JSON array); returns its status. */
+static long checkout(const char *base, const char *customer, const char *items)
+{
+	char url[128], body[512];
+	struct http_response r = {0};
+	const char *headers[] = {"Content-Type: application/json", NULL};
+	snprintf(url, sizeof(url), "%s/v1/checkout", base);
+	snprintf(body, sizeof(body), "{\"customer_id\":\"%s\",\"email\":\"x@example.com\",\"items\":%s}",
+		 customer, items);
+	cr_assert(http_call("POST", url, headers, body, &r), "POST %s failed", url);
+	long status = r.status;
+	http_response_free(&r);
+	return status;
+}
+
+/* PAIRS limit-group SKUs and two-SKU carts: enough that some fall on different partitions (3). */
+#define PAIRS 6
+
+/*
+ * Sequential, so the outcome does not depend on timing: per k, one customer
+ * buys lim-k one unit each under a group limit of 1 (admitted: how many);
+ * then b-k alone, then the cart {a-k, b-k} (refused: b-k is gone), then a-k
+ * alone: refused only if the refused cart took a-k anyway (split).
+ */
+static void sequence(const char *url, const char *prefix, int *admitted_in_group, int *split)
+{
+	char items[256];
+	*admitted_in_group = *split = 0;
+	for (int k = 0; k < PAIRS; k++) {
+		snprintf(items, sizeof(items), "[{\"sku\":\"%slim-%d\",\"quantity\":1}]", prefix, k);
+		*admitted_in_group += checkout(url, "limited", items) == 201;
+		snprintf(items, sizeof(items), "[{\"sku\":\"%sb-%d\",\"quantity\":1}]", prefix, k);
+		cr_expect_eq(checkout(url, "first", items), 201);
+		snprintf(items, sizeof(items),
+			 "[{\"sku\":\"%sa-%d\",\"quantity\":1},{\"sku\":\"%sb-%d\",\"quantity\":1}]", prefix,
+			 k, prefix, k);
+		cr_expect_eq(checkout(url, "cart", items), 409, "the cart got b-%d, which was gone", k);
+		snprintf(items, sizeof(items), "[{\"sku\":\"%sa-%d\",\"quantity\":1}]", prefix, k);
+		*split += checkout(url, "after", items) == 409;
+	}
+}
+
+Test(naive, intent_holds_the_last_item_but_not_limits_or_carts_across_partitions, .fini = teardown,
+     .timeout = 120)
+{
+	char naive_url[64], server_url[64], brokers[200], sql[256];
+	db = testenv_db_new();
+	PGconn *conn = testenv_db_connect(db);
+	testenv_exec(conn, "INSERT INTO limit_groups VALUES ('n-group', 1), ('s-group', 1);"
+			   "INSERT INTO products (sku, name, price_cents, stock) VALUES "
+			   "('last-n', 'Last', 100, 1), ('last-s', 'Last', 100, 1)");
+	for (int k = 0; k < PAIRS; k++)
+		for (int s = 0; s < 2; s++) {
+			const char *p = s ? "s-" : "n-";
+			snprintf(sql, sizeof(sql),
+				 "INSERT INTO products (sku, name, price_cents, stock, limit_group) VALUES "
+				 "('%slim-%d', 'L', 100, 100, '%sgroup'), ('%sa-%d', 'A', 100, 1, NULL), "
+				 "('%sb-%d', 'B', 100, 1, NULL)",
+				 p, k, p, p, k, p, k);
+			testenv_exec(conn, sql);
+		}
+	snprintf(brokers, sizeof(brokers), "KAFKA_BROKERS=%s", testenv_broker_start(&broker));
+	const char *naive_env[] = {brokers, "NAIVE_MODE=intent", "DB_POOL_SIZE=4"};
+	const char *server_env[] = {"HOT_SKU_QUEUE=false", "MAX_RETRIES=200", "DB_POOL_SIZE=16"};
+	start(&naive, "checkout-naive", naive_env, naive_url, sizeof(naive_url));
+	start(&server, "checkout-server", server_env, server_url, sizeof(server_url));
+
+	int naive_last = burst(naive_url, "last-n", false), server_last = burst(server_url, "last-s", false);
+	int naive_group, naive_split, server_group, server_split;
+	sequence(naive_url, "n-", &naive_group, &naive_split);
+	sequence(server_url, "s-", &server_group, &server_split);
+	cr_log_info("intent: last item %d admitted, group limit 1: %d admitted, carts split %d of %d; "
+		    "serializable: %d, %d, %d",
+		    naive_last, naive_group, naive_split, PAIRS, server_last, server_group, server_split);
+	cr_expect_eq(naive_last, 1, "one partition sees every intent for the SKU: exactly 1, got %d",
+		     naive_last);
+	cr_expect_gt(naive_group, 1, "the limit held across partitions: %d admitted", naive_group);
+	cr_expect_gt(naive_split, 0, "no cart across partitions was split");
+	cr_expect_eq(server_last, 1);
+	cr_expect_eq(server_group, 1);
+	cr_expect_eq(server_split, 0, "serializable split %d carts", server_split);
+	PQfinish(conn);
+	testenv_stop_clean(&naive);
+	testenv_stop_clean(&server);
+	testenv_stop_clean(&broker);
+}
