@@ -18,6 +18,7 @@ enum config_program {
 	CONFIG_BROKER = 1 << 3,
 	CONFIG_MIGRATE = 1 << 4,
 	CONFIG_LOADTEST = 1 << 5,
+	CONFIG_NAIVE = 1 << 6, /* checkout-naive: loaded with CONFIG_SERVER | CONFIG_NAIVE */
 };
 
 enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
@@ -27,6 +28,12 @@ enum log_format { LOG_FORMAT_TEXT, LOG_FORMAT_JSON };
 enum config_events {
 	EVENTS_WAL,    /* pg_logical_emit_message in the checkout, a logical replication slot in the relay */
 	EVENTS_OUTBOX, /* a row in table outbox, polled by the relay */
+};
+
+/* checkout-naive's admission design. */
+enum config_naive_mode {
+	NAIVE_VIEW,
+	NAIVE_INTENT,
 };
 
 enum config_isolation {
@@ -42,6 +49,7 @@ struct config {
 	char *database_url; /* empty: libpq defaults (PG* variables) */
 	char *kafka_brokers;
 	char *orders_topic;
+	int naive_mode; /* checkout-naive: enum config_naive_mode */
 	int log_level;  /* enum log_level */
 	int log_format; /* enum log_format */
 	int db_wait_seconds;

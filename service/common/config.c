@@ -13,6 +13,7 @@ static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL}
 static const char *const log_formats[] = {"text", "json", NULL};
 static const char *const isolations[] = {"serializable", "repeatable-read", "read-committed", NULL};
 static const char *const events_modes[] = {"wal", "outbox", NULL};
+static const char *const naive_modes[] = {"view", "intent", NULL};
 static const char *const race_scenarios[] = {"both", "last-item", "limited-drop", NULL};
 
 struct option {
@@ -27,9 +28,9 @@ struct option {
 	const char *help;
 };
 
-#define ALL (CONFIG_SERVER | CONFIG_RELAY | CONFIG_WORKER | CONFIG_BROKER | CONFIG_MIGRATE | CONFIG_LOADTEST)
+#define ALL (CONFIG_SERVER | CONFIG_RELAY | CONFIG_WORKER | CONFIG_BROKER | CONFIG_MIGRATE | CONFIG_LOADTEST | CONFIG_NAIVE)
 #define DBUSERS (CONFIG_SERVER | CONFIG_RELAY | CONFIG_WORKER | CONFIG_MIGRATE | CONFIG_LOADTEST)
-#define KAFKAUSERS (CONFIG_RELAY | CONFIG_WORKER | CONFIG_LOADTEST)
+#define KAFKAUSERS (CONFIG_RELAY | CONFIG_WORKER | CONFIG_LOADTEST | CONFIG_NAIVE)
 #define F(field) offsetof(struct config, field)
 
 static const struct option options[] = {
@@ -41,6 +42,8 @@ static const struct option options[] = {
 	 NULL, "Kafka bootstrap servers, host:port[,host:port...]"},
 	{"orders-topic", "ORDERS_TOPIC", OPT_STRING, "orders", KAFKAUSERS | CONFIG_BROKER, F(orders_topic), 0,
 	 0, NULL, "topic of order events"},
+	{"naive-mode", "NAIVE_MODE", OPT_CHOICE, "view", CONFIG_NAIVE, F(naive_mode), 0, 0, naive_modes,
+	 "checkout-naive's admission: view (decide from a view of the topic) or intent (a decider per partition)"},
 	{"listen", "LISTEN", OPT_STRING, "127.0.0.1:8080", CONFIG_SERVER | CONFIG_LOADTEST, F(listen), 0, 0,
 	 NULL, "HTTP address, host:port"},
 	{"log-level", "LOG_LEVEL", OPT_CHOICE, "info", ALL, F(log_level), 0, 0, log_levels,

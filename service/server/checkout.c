@@ -93,16 +93,6 @@ enum tx_status {
 	TX_KEY_TAKEN,  /* the Idempotency-Key already has an answer: rolled back, look it up */
 };
 
-/* What the read found for one cart line. */
-struct line_state {
-	bool found;
-	long long price_cents;
-	long long stock;
-	char limit_group[VALIDATE_ID_BUF]; /* "" when none */
-	long long per_customer;
-	long long bought;
-};
-
 /* ---- small helpers ---------------------------------------------------- */
 
 static unsigned jitter_ms(unsigned max)
@@ -248,8 +238,8 @@ static void collect_lines(const struct checkout_request *cart, const PGresult *r
  * otherwise fills result with the rejection (422 unknown-sku, 409
  * out-of-stock, 409 purchase-limit-exceeded, checked in that order).
  */
-static bool decide(const struct checkout_request *cart, const struct line_state *lines,
-		   struct checkout_result *result)
+bool checkout_decide(const struct checkout_request *cart, const struct line_state *lines,
+		     struct checkout_result *result)
 {
 	json_t *unknown = json_array();
 	json_t *short_items = json_array();
@@ -317,8 +307,8 @@ out:
  * and with each line's stock after this order, which the views need and the
  * client is not told), as JSON text. Returns false when out of memory.
  */
-static bool build_admitted(const struct checkout_request *cart, const struct line_state *lines,
-			   const char *order_id, const char *created_at, long long total, char **body,
+bool checkout_build_admitted(const struct checkout_request *cart, const struct line_state *lines,
+			     const char *order_id, const char *created_at, long long total, char **body,
 			   char **payload)
 {
 	json_t *items = json_array();
@@ -408,7 +398,7 @@ static enum tx_status checkout_attempt(struct server *srv, PGconn *conn, const s
 
 	/* 2. decide */
 	step_started = monotonic_seconds();
-	if (!decide(cart, lines, result)) {
+	if (!checkout_decide(cart, lines, result)) {
 		/* commit even a rejection: under SSI its reads must hold up, and the key keeps its answer */
 		char code[16];
 		snprintf(code, sizeof(code), "%u", result->status);
@@ -434,7 +424,7 @@ static enum tx_status checkout_attempt(struct server *srv, PGconn *conn, const s
 	long long total = 0;
 	for (size_t i = 0; i < cart->n_items; i++)
 		total += lines[i].price_cents * cart->items[i].quantity;
-	if (!build_admitted(cart, lines, order_id, created_at, total, &body, &payload)) {
+	if (!checkout_build_admitted(cart, lines, order_id, created_at, total, &body, &payload)) {
 		errbuf_set(err, errlen, "out of memory");
 		PQclear(db_exec(conn, "ROLLBACK"));
 		status = TX_FAILED;

@@ -24,7 +24,35 @@ struct checkout_result {
 	char log_ctx[300]; /* what log lines about this checkout start with: "key=..." or "customer=..." */
 };
 
+/* What the read found for one cart line (from PostgreSQL, or checkout-naive's view). */
+struct line_state {
+	bool found;
+	long long price_cents;
+	long long stock;
+	char limit_group[VALIDATE_ID_BUF]; /* "" when none */
+	long long per_customer;
+	long long bought;
+};
+
 extern const struct db_stmt checkout_stmts[];
+
+/*
+ * Decide whether cart can be admitted, given lines[i] for its items[i].
+ * Returns true when it can; otherwise fills result with the rejection (422
+ * unknown-sku, 409 out-of-stock, 409 purchase-limit-exceeded, checked in
+ * that order). checkout-naive decides with the same function.
+ */
+bool checkout_decide(const struct checkout_request *cart, const struct line_state *lines,
+		     struct checkout_result *result) __attribute__((warn_unused_result));
+
+/*
+ * The 201 body and the order.admitted payload (the same object without
+ * "status", each line with its stock_after) as malloc'd JSON text. Returns
+ * false when out of memory (the caller frees both either way).
+ */
+bool checkout_build_admitted(const struct checkout_request *cart, const struct line_state *lines,
+			     const char *order_id, const char *created_at, long long total, char **body,
+			     char **payload) __attribute__((warn_unused_result));
 
 /*
  * Admit or reject cart in one transaction at the configured isolation level,
