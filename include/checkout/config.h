@@ -85,6 +85,7 @@ struct config {
 	int low_stock_threshold;
 	int summary_seconds;
 	bool rebuild;
+	char *rebuild_from; /* --from-offsets: "P:OFFSET,..." ("" = the beginning) */
 	bool print_totals;
 
 	/* broker */
@@ -115,9 +116,9 @@ struct config {
 	char *dashboard_listen;
 	char *server_metrics_url;
 	char *dashboard_groups; /* comma-separated consumer groups */
-	/* server and relay: enum config_events */
+	/* server, relay, analytics dashboard: enum config_events */
 	int events;
-	/* relay, WAL mode: replication slot ("" = checkout_<database>) and lag warning */
+	/* WAL mode (server, relay, dashboard): replication slot ("" = checkout_<database>) and lag warning */
 	char *slot;
 	int lag_warn_seconds;
 };

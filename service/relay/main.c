@@ -29,9 +29,10 @@
  *
  * --replay [--since TIME] republishes the order.admitted event of every
  * order in the database (created since TIME), rebuilt from the orders with
- * the same ce_id (the order id), in either mode; prints "replayed N events"
- * and exits. A view is rebuilt from the database this way, not from the
- * topic, which the embedded broker trims.
+ * the same ce_id (the order id), in either mode; prints where its events
+ * start on each partition ("replay.start=P:OFFSET,...", the topic's ends
+ * before it read the first order) and "replayed N events", and exits. A view is rebuilt from the database
+ * this way, not from the topic, which the embedded broker trims.
  */
 #include <errno.h>
 #include <signal.h>
@@ -55,6 +56,8 @@
 #define PRUNE_BATCH 1000
 #define PRUNE_ROUNDS 10
 #define BACKOFF_MAX_MS 5000
+#define REPLAY_MAX_PARTITIONS 1024
+#define REPLAY_OFFSETS_MS 30000 /* how long --replay waits for the broker to tell the offsets */
 
 static volatile sig_atomic_t stop_requested;
 
@@ -377,6 +380,17 @@ static int relay_replay(struct relay *r)
 		log_error("cannot replay: %s", r->conn ? "no Kafka producer" : err);
 		goto out;
 	}
+	/* Where the replay starts on each partition, taken before the first order is read: an
+	 * order committed later is on the topic after these offsets too (the running relay
+	 * publishes it), so reading from them rebuilds a view from the database alone, whatever
+	 * the broker dropped before. */
+	int64_t start[REPLAY_MAX_PARTITIONS];
+	int partitions =
+	    publisher_end_offsets(r->pub, start, REPLAY_MAX_PARTITIONS, REPLAY_OFFSETS_MS, err, sizeof(err));
+	if (partitions < 0) {
+		log_error("cannot replay: %s", err);
+		goto out;
+	}
 	while (!stop_requested) {
 		outbox_batch_clear(&page);
 		if (!outbox_replay_page(r->conn, r->cfg->since, after, r->cfg->relay_batch, &page, err,
@@ -420,8 +434,15 @@ static int relay_replay(struct relay *r)
 		log_warn("replay interrupted after %lu events", total);
 		goto out;
 	}
-	log_info("replayed %lu events%s%s", total, *r->cfg->since ? " created since " : "", r->cfg->since);
-	printf("replayed %lu events\n", total);
+	char offsets[REPLAY_MAX_PARTITIONS * 24] = "";
+	size_t used = 0;
+	for (int p = 0; p < partitions && used < sizeof(offsets) - 24; p++)
+		used += (size_t)snprintf(offsets + used, sizeof(offsets) - used, "%s%d:%lld", p ? "," : "", p,
+					 (long long)start[p]);
+	log_info("replayed %lu events%s%s, from offsets %s", total, *r->cfg->since ? " created since " : "",
+		 r->cfg->since, offsets);
+	/* for scripts/rebuild: a worker's --rebuild --from-offsets reads the replay from there */
+	printf("replay.start=%s\nreplayed %lu events\n", offsets, total);
 	status = EXIT_SUCCESS;
 out:
 	outbox_batch_clear(&page);

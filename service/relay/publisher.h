@@ -4,6 +4,7 @@
 #define CHECKOUT_RELAY_PUBLISHER_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include <librdkafka/rdkafka.h>
 
@@ -37,6 +38,15 @@ rd_kafka_resp_err_t publisher_last_error(const struct publisher *pub);
 
 /* True when the producer hit a fatal error and must be replaced (publisher_free + new). */
 bool publisher_fatal(const struct publisher *pub);
+
+/*
+ * The end of every partition of the topic (its high watermark: the offset its
+ * next message gets), asked of the broker, waiting up to timeout_ms. Fills
+ * offsets[p] for partitions 0..n-1 (n <= max) and returns n; returns -1 with
+ * err set when the broker does not answer in time.
+ */
+int publisher_end_offsets(struct publisher *pub, int64_t *offsets, int max, int timeout_ms, char *err,
+			  size_t errlen) __attribute__((warn_unused_result));
 
 /* How long publisher_send can take at most, in milliseconds. */
 int publisher_timeout_ms(const struct publisher *pub);
