@@ -31,6 +31,8 @@ struct publisher {
 	rd_kafka_resp_err_t *results;
 	rd_kafka_resp_err_t first_error;
 	rd_kafka_resp_err_t last_error; /* what publisher_last_error reports */
+	void (*tick)(void *arg);	/* called while publisher_send waits */
+	void *tick_arg;
 };
 
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
@@ -96,6 +98,12 @@ void publisher_free(struct publisher *pub)
 	free(pub->results);
 	free(pub->topic);
 	free(pub);
+}
+
+void publisher_set_tick(struct publisher *pub, void (*tick)(void *arg), void *arg)
+{
+	pub->tick = tick;
+	pub->tick_arg = arg;
 }
 
 rd_kafka_resp_err_t publisher_last_error(const struct publisher *pub)
@@ -214,6 +222,8 @@ int publisher_send(struct publisher *pub, const struct outbox_batch *batch, bool
 		if (left <= 0)
 			break;
 		rd_kafka_flush(pub->rk, (int)(left > 100 ? 100 : left));
+		if (pub->tick && pub->reported < produced)
+			pub->tick(pub->tick_arg);
 	}
 	if (pub->reported < produced) {
 		/* should not happen (the message timeout is shorter); give them up explicitly so a

@@ -33,6 +33,14 @@ void publisher_free(struct publisher *pub);
 int publisher_send(struct publisher *pub, const struct outbox_batch *batch, bool *delivered, char *err,
 		   size_t errlen);
 
+/*
+ * Have publisher_send call tick(arg) about every 100 ms while it waits for
+ * delivery reports (up to publisher_timeout_ms during a broker outage), so
+ * its caller's periodic work (a stats line, a lag warning, metrics) goes on
+ * meanwhile. tick must not call back into the publisher. NULL: none.
+ */
+void publisher_set_tick(struct publisher *pub, void (*tick)(void *arg), void *arg);
+
 /* The first error of the last publisher_send (0 when everything was delivered). */
 rd_kafka_resp_err_t publisher_last_error(const struct publisher *pub);
 
