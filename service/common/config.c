@@ -14,7 +14,8 @@ static const char *const log_formats[] = {"text", "json", NULL};
 static const char *const isolations[] = {"serializable", "repeatable-read", "read-committed", NULL};
 static const char *const events_modes[] = {"wal", "outbox", NULL};
 static const char *const naive_modes[] = {"view", "intent", NULL};
-static const char *const race_scenarios[] = {"both", "last-item", "limited-drop", NULL};
+static const char *const race_scenarios[] = {"all", "last-item", "limited-drop", "multi-item", NULL};
+static const char *const race_designs[] = {"database", "kafka-view", "kafka-intent", NULL};
 
 struct option {
 	const char *name; /* flag, without the leading dashes */
@@ -114,8 +115,10 @@ static const struct option options[] = {
 	 "write the bootstrap address to this file too"},
 	{"migrations-dir", "MIGRATIONS_DIR", OPT_STRING, CHECKOUT_MIGRATIONS_DIR, CONFIG_MIGRATE,
 	 F(migrations_dir), 0, 0, NULL, "directory of NNN_name.sql files"},
-	{"scenario", "RACE_SCENARIO", OPT_CHOICE, "both", CONFIG_LOADTEST, F(race_scenario), 0, 0, race_scenarios,
-	 "race: last-item (lost update), limited-drop (write skew) or both"},
+	{"scenario", "RACE_SCENARIO", OPT_CHOICE, "all", CONFIG_LOADTEST, F(race_scenario), 0, 0, race_scenarios,
+	 "race: last-item (lost update), limited-drop (write skew), multi-item (all-or-nothing) or all"},
+	{"design", "RACE_DESIGN", OPT_CHOICE, "database", CONFIG_LOADTEST, F(race_design), 0, 0, race_designs,
+	 "race: what the URLs run: database (checkout-server), kafka-view or kafka-intent (checkout-naive)"},
 	{"clients", "RACE_CLIENTS", OPT_INT, "32", CONFIG_LOADTEST, F(race_clients), 1, 1000, NULL,
 	 "race: concurrent checkouts fired at once in each round"},
 	{"rounds", "RACE_ROUNDS", OPT_INT, "1", CONFIG_LOADTEST, F(race_rounds), 1, 100000, NULL,
