@@ -105,3 +105,15 @@ bool events_ensure_slot(PGconn *conn, const char *slot, bool replication, bool *
 	snprintf(what, sizeof(what), "creating replication slot %s", slot);
 	return run(conn, sql, "42710", what, err, errlen);
 }
+
+bool events_mode_set(PGconn *conn, const char *mode, char *err, size_t errlen)
+{
+	const char *params[] = {mode};
+	PGresult *res = PQexecParams(conn, "UPDATE events_mode SET mode = $1 WHERE mode IS DISTINCT FROM $1", 1,
+				     NULL, params, NULL, NULL, 0);
+	bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+	if (!ok)
+		errbuf_set(err, errlen, "recording the events mode %s: %s", mode, db_error_message(res, conn));
+	PQclear(res);
+	return ok;
+}

@@ -29,8 +29,9 @@
  *
  * --replay [--since TIME] republishes the order.admitted event of every
  * order in the database (created since TIME), rebuilt from the orders with
- * the same ce_id (the order id), in either mode; prints "replayed N events"
- * and exits. A view is rebuilt from the database this way, not from the
+ * the same ce_id (the order id), in either mode, then the latest event of
+ * every product (changed since TIME; a tombstone for a deleted one); prints
+ * "replayed N events" and exits. A view is rebuilt from the database this way, not from the
  * topic, which the embedded broker trims.
  */
 #include <errno.h>
@@ -42,6 +43,7 @@
 
 #include "checkout/config.h"
 #include "checkout/db.h"
+#include "checkout/events.h"
 #include "checkout/log.h"
 #include "checkout/monotonic.h"
 #include "metrics.h"
@@ -55,6 +57,8 @@
 #define PRUNE_BATCH 1000
 #define PRUNE_ROUNDS 10
 #define BACKOFF_MAX_MS 5000
+/* a replay cursor: an order id, or a SKU (at most 64 characters of up to 4 bytes) */
+#define REPLAY_CURSOR_MAX 260
 
 static volatile sig_atomic_t stop_requested;
 
@@ -360,43 +364,42 @@ static int relay_run(struct relay *r)
 	return EXIT_SUCCESS;
 }
 
-/* --replay: republish the events of the orders in the database (see outbox_replay_page);
- * every one must be delivered. */
-static int relay_replay(struct relay *r)
+/* One source of --replay's pages: orders by id, then products by SKU. */
+typedef bool (*replay_page_fn)(PGconn *conn, const char *since, const char *after, int limit,
+			       struct outbox_batch *batch, char *err, size_t errlen);
+
+/* Publish every page fn gives, starting after first; every event must be delivered. */
+static bool relay_replay_pages(struct relay *r, replay_page_fn fn, const char *first, unsigned long *total)
 {
 	char err[512];
-	char after[40] = "00000000-0000-0000-0000-000000000000";
-	unsigned long total = 0;
+	char after[REPLAY_CURSOR_MAX];
 	struct outbox_batch page = {0};
 	struct outbox_row *retry = NULL;
-	int status = EXIT_FAILURE;
+	bool ok = false;
 
-	r->conn = db_connect(r->cfg->database_url, relay_stmts, err, sizeof(err));
-	r->pub = publisher_new(r->cfg);
-	if (!r->conn || !r->pub) {
-		log_error("cannot replay: %s", r->conn ? "no Kafka producer" : err);
-		goto out;
-	}
+	snprintf(after, sizeof(after), "%s", first);
 	while (!stop_requested) {
 		outbox_batch_clear(&page);
-		if (!outbox_replay_page(r->conn, r->cfg->since, after, r->cfg->relay_batch, &page, err,
-					sizeof(err))) {
+		if (!fn(r->conn, r->cfg->since, after, r->cfg->relay_batch, &page, err, sizeof(err))) {
 			log_error("%s", err);
 			goto out;
 		}
 		if (page.n == 0)
 			break;
-		retry = realloc(retry, (size_t)page.n * sizeof(*retry));
-		if (!retry || !relay_reserve(r, page.n)) {
+		struct outbox_row *grown = realloc(retry, (size_t)page.n * sizeof(*retry));
+		if (!grown || !relay_reserve(r, page.n)) {
+			free(grown);
+			retry = NULL;
 			log_error("out of memory for a page of %d", page.n);
 			goto out;
 		}
+		retry = grown;
 		struct outbox_batch unsent = {.res = NULL, .n = page.n, .rows = retry};
 		memcpy(retry, page.rows, (size_t)page.n * sizeof(*retry));
 		bool warned = false;
 		while (unsent.n > 0 && !stop_requested) {
-			int ok = publisher_send(r->pub, &unsent, r->delivered, err, sizeof(err));
-			total += (unsigned long)ok;
+			int sent = publisher_send(r->pub, &unsent, r->delivered, err, sizeof(err));
+			*total += (unsigned long)sent;
 			int left = 0;
 			for (int i = 0; i < unsent.n; i++)
 				if (!r->delivered[i])
@@ -416,17 +419,35 @@ static int relay_replay(struct relay *r)
 			goto out;
 		snprintf(after, sizeof(after), "%s", page.rows[page.n - 1].aggregate_id);
 	}
-	if (stop_requested) {
-		log_warn("replay interrupted after %lu events", total);
-		goto out;
-	}
-	log_info("replayed %lu events%s%s", total, *r->cfg->since ? " created since " : "", r->cfg->since);
-	printf("replayed %lu events\n", total);
-	status = EXIT_SUCCESS;
+	ok = !stop_requested;
 out:
 	outbox_batch_clear(&page);
 	free(retry);
-	return status;
+	return ok;
+}
+
+/* --replay: republish the events of the orders in the database (see outbox_replay_page), then
+ * each product's latest state (outbox_replay_products_page); every one must be delivered. */
+static int relay_replay(struct relay *r)
+{
+	char err[512];
+	unsigned long total = 0;
+
+	r->conn = db_connect(r->cfg->database_url, relay_stmts, err, sizeof(err));
+	r->pub = publisher_new(r->cfg);
+	if (!r->conn || !r->pub) {
+		log_error("cannot replay: %s", r->conn ? "no Kafka producer" : err);
+		return EXIT_FAILURE;
+	}
+	if (!relay_replay_pages(r, outbox_replay_page, "00000000-0000-0000-0000-000000000000", &total) ||
+	    !relay_replay_pages(r, outbox_replay_products_page, "", &total)) {
+		if (stop_requested)
+			log_warn("replay interrupted after %lu events", total);
+		return EXIT_FAILURE;
+	}
+	log_info("replayed %lu events%s%s", total, *r->cfg->since ? " changed since " : "", r->cfg->since);
+	printf("replayed %lu events\n", total);
+	return EXIT_SUCCESS;
 }
 
 int main(int argc, char **argv)
@@ -451,6 +472,16 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	r.cfg = &cfg;
+	if (!cfg.replay) {
+		/* the products trigger emits where this relay reads (010_products_as_events.sql) */
+		PGconn *conn = db_connect(cfg.database_url, NULL, err, sizeof(err));
+		bool ok = conn && events_mode_set(conn, cfg.events == EVENTS_WAL ? "wal" : "outbox", err, sizeof(err));
+		PQfinish(conn);
+		if (!ok) {
+			log_error("%s", err);
+			goto out;
+		}
+	}
 
 	struct sigaction sa;
 	memset(&sa, 0, sizeof(sa));

@@ -79,7 +79,8 @@ const char *http_header(struct http_request *req, const char *name);
 const char *http_query(struct http_request *req, const char *name);
 
 /*
- * Queue a response of len bytes of body with the given content type and
+ * Queue a response of len bytes of body with the given content type (NULL:
+ * none, for a 204) and
  * extra headers (pairs of name, value; NULL-terminated; may be NULL).
  * Returns MHD's result for the access handler to return.
  */
