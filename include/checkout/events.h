@@ -47,6 +47,7 @@ bool events_ensure_slot(PGconn *conn, const char *slot, bool replication, bool *
  * (migrations/010_products_as_events.sql). Writes only when it differs.
  * Returns false with one line in err on failure.
  */
-bool events_mode_set(PGconn *conn, const char *mode, char *err, size_t errlen) __attribute__((warn_unused_result));
+bool events_mode_set(PGconn *conn, const char *mode, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
 
 #endif

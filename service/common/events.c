@@ -81,7 +81,8 @@ bool events_ensure_slot(PGconn *conn, const char *slot, bool replication, bool *
 		 "SELECT coalesce(wal_status, '') FROM pg_replication_slots WHERE slot_name = '%s'", slot);
 	res = PQexec(conn, sql);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		errbuf_set(err, errlen, "%s: %s", "reading pg_replication_slots", db_error_message(res, conn));
+		errbuf_set(err, errlen, "%s: %s", "reading pg_replication_slots",
+			   db_error_message(res, conn));
 		PQclear(res);
 		return false;
 	}
@@ -109,11 +110,12 @@ bool events_ensure_slot(PGconn *conn, const char *slot, bool replication, bool *
 bool events_mode_set(PGconn *conn, const char *mode, char *err, size_t errlen)
 {
 	const char *params[] = {mode};
-	PGresult *res = PQexecParams(conn, "UPDATE events_mode SET mode = $1 WHERE mode IS DISTINCT FROM $1", 1,
-				     NULL, params, NULL, NULL, 0);
+	PGresult *res = PQexecParams(conn, "UPDATE events_mode SET mode = $1 WHERE mode IS DISTINCT FROM $1",
+				     1, NULL, params, NULL, NULL, 0);
 	bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
 	if (!ok)
-		errbuf_set(err, errlen, "recording the events mode %s: %s", mode, db_error_message(res, conn));
+		errbuf_set(err, errlen, "recording the events mode %s: %s", mode,
+			   db_error_message(res, conn));
 	PQclear(res);
 	return ok;
 }

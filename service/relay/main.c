@@ -431,7 +431,7 @@ out:
 static int relay_replay(struct relay *r)
 {
 	char err[512];
-	unsigned long total = 0;
+	unsigned long total = 0, products = 0;
 
 	r->conn = db_connect(r->cfg->database_url, relay_stmts, err, sizeof(err));
 	r->pub = publisher_new(r->cfg);
@@ -440,13 +440,15 @@ static int relay_replay(struct relay *r)
 		return EXIT_FAILURE;
 	}
 	if (!relay_replay_pages(r, outbox_replay_page, "00000000-0000-0000-0000-000000000000", &total) ||
-	    !relay_replay_pages(r, outbox_replay_products_page, "", &total)) {
+	    !relay_replay_pages(r, outbox_replay_products_page, "", &products)) {
 		if (stop_requested)
-			log_warn("replay interrupted after %lu events", total);
+			log_warn("replay interrupted after %lu events and %lu products", total, products);
 		return EXIT_FAILURE;
 	}
-	log_info("replayed %lu events%s%s", total, *r->cfg->since ? " changed since " : "", r->cfg->since);
-	printf("replayed %lu events\n", total);
+	/* "replayed N events" counts the orders, as before products were replayed */
+	log_info("replayed %lu events%s%s", total, *r->cfg->since ? " created since " : "", r->cfg->since);
+	log_info("replayed %lu products", products);
+	printf("replayed %lu events\nreplayed %lu products\n", total, products);
 	return EXIT_SUCCESS;
 }
 
@@ -475,7 +477,8 @@ int main(int argc, char **argv)
 	if (!cfg.replay) {
 		/* the products trigger emits where this relay reads (010_products_as_events.sql) */
 		PGconn *conn = db_connect(cfg.database_url, NULL, err, sizeof(err));
-		bool ok = conn && events_mode_set(conn, cfg.events == EVENTS_WAL ? "wal" : "outbox", err, sizeof(err));
+		bool ok = conn && events_mode_set(conn, cfg.events == EVENTS_WAL ? "wal" : "outbox", err,
+						  sizeof(err));
 		PQfinish(conn);
 		if (!ok) {
 			log_error("%s", err);

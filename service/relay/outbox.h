@@ -50,7 +50,8 @@ bool outbox_claim(PGconn *conn, int limit, struct outbox_batch *batch, char *err
  * id 0. Same ownership as outbox_claim.
  */
 bool outbox_replay_page(PGconn *conn, const char *since, const char *after_order, int limit,
-			struct outbox_batch *batch, char *err, size_t errlen) __attribute__((warn_unused_result));
+			struct outbox_batch *batch, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
 
 /*
  * For --replay: the latest event of up to limit products changed at or

@@ -127,21 +127,23 @@ int publisher_timeout_ms(const struct publisher *pub)
 static rd_kafka_resp_err_t produce_product(struct publisher *pub, const struct outbox_row *r, uintptr_t tag)
 {
 	if (!strcmp(r->event_type, "product.deleted"))
-		return rd_kafka_producev(
-		    pub->rk, RD_KAFKA_V_TOPIC(pub->products_topic),
-		    RD_KAFKA_V_KEY((void *)r->aggregate_id, strlen(r->aggregate_id)), RD_KAFKA_V_VALUE(NULL, 0),
-		    RD_KAFKA_V_OPAQUE((void *)tag), RD_KAFKA_V_HEADER("ce_specversion", "1.0", -1),
-		    RD_KAFKA_V_HEADER("ce_id", r->event_id, -1), RD_KAFKA_V_HEADER("ce_source", CE_SOURCE, -1),
-		    RD_KAFKA_V_HEADER("ce_type", r->event_type, -1), RD_KAFKA_V_HEADER("ce_time", r->created_at, -1),
-		    RD_KAFKA_V_HEADER("ce_sequence", r->version, -1), RD_KAFKA_V_END);
+		return rd_kafka_producev(pub->rk, RD_KAFKA_V_TOPIC(pub->products_topic),
+					 RD_KAFKA_V_KEY((void *)r->aggregate_id, strlen(r->aggregate_id)),
+					 RD_KAFKA_V_VALUE(NULL, 0), RD_KAFKA_V_OPAQUE((void *)tag),
+					 RD_KAFKA_V_HEADER("ce_specversion", "1.0", -1),
+					 RD_KAFKA_V_HEADER("ce_id", r->event_id, -1),
+					 RD_KAFKA_V_HEADER("ce_source", CE_SOURCE, -1),
+					 RD_KAFKA_V_HEADER("ce_type", r->event_type, -1),
+					 RD_KAFKA_V_HEADER("ce_time", r->created_at, -1),
+					 RD_KAFKA_V_HEADER("ce_sequence", r->version, -1), RD_KAFKA_V_END);
 	return rd_kafka_producev(
 	    pub->rk, RD_KAFKA_V_TOPIC(pub->products_topic),
 	    RD_KAFKA_V_KEY((void *)r->aggregate_id, strlen(r->aggregate_id)),
-	    RD_KAFKA_V_VALUE((void *)r->payload, (size_t)r->payload_len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-	    RD_KAFKA_V_OPAQUE((void *)tag), RD_KAFKA_V_HEADER("ce_specversion", "1.0", -1),
-	    RD_KAFKA_V_HEADER("ce_id", r->event_id, -1), RD_KAFKA_V_HEADER("ce_source", CE_SOURCE, -1),
-	    RD_KAFKA_V_HEADER("ce_type", r->event_type, -1), RD_KAFKA_V_HEADER("ce_time", r->created_at, -1),
-	    RD_KAFKA_V_HEADER("ce_sequence", r->version, -1),
+	    RD_KAFKA_V_VALUE((void *)r->payload, (size_t)r->payload_len),
+	    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE((void *)tag),
+	    RD_KAFKA_V_HEADER("ce_specversion", "1.0", -1), RD_KAFKA_V_HEADER("ce_id", r->event_id, -1),
+	    RD_KAFKA_V_HEADER("ce_source", CE_SOURCE, -1), RD_KAFKA_V_HEADER("ce_type", r->event_type, -1),
+	    RD_KAFKA_V_HEADER("ce_time", r->created_at, -1), RD_KAFKA_V_HEADER("ce_sequence", r->version, -1),
 	    RD_KAFKA_V_HEADER("content-type", "application/json", -1), RD_KAFKA_V_END);
 }
 

@@ -173,14 +173,16 @@ static bool batch_add(struct wal_relay *r, uint64_t lsn, const char *type, const
 	json_t *event = json_loadb(content, len, 0, &jerr);
 	bool product = !strncmp(type, "product.", 8);
 	const char *key = json_string_value(json_object_get(event, product ? "sku" : "order_id"));
-	const char *created_at = json_string_value(json_object_get(event, product ? "updated_at" : "created_at"));
+	const char *created_at =
+	    json_string_value(json_object_get(event, product ? "updated_at" : "created_at"));
 	json_int_t version = json_integer_value(json_object_get(event, "version"));
 	char version_text[24] = "";
 	bool ok = true;
 	if (!key || !created_at || !*type || (product && version <= 0)) {
-		log_error("the message at %X/%X (%s%s) is not an order or product event (%s); it is not published",
-			  (unsigned)(lsn >> 32), (unsigned)lsn, WAL_PREFIX, type,
-			  event ? "no id, time or version" : jerr.text);
+		log_error(
+		    "the message at %X/%X (%s%s) is not an order or product event (%s); it is not published",
+		    (unsigned)(lsn >> 32), (unsigned)lsn, WAL_PREFIX, type,
+		    event ? "no id, time or version" : jerr.text);
 		goto out;
 	}
 	if (product)

@@ -40,7 +40,8 @@ enum MHD_Result http_reply(struct http_request *req, unsigned status, const char
 	struct MHD_Response *resp = MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
 	if (!resp)
 		return MHD_NO;
-	bool ok = !content_type || MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type) == MHD_YES;
+	bool ok = !content_type ||
+		  MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type) == MHD_YES;
 	for (size_t i = 0; headers && headers[i] && headers[i + 1]; i += 2)
 		ok = ok && MHD_add_response_header(resp, headers[i], headers[i + 1]) == MHD_YES;
 	if (!ok) {
@@ -256,7 +257,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 
 	if (!req) {
 		/* the head has arrived: the head deadline no longer applies to this connection */
-		const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+		const union MHD_ConnectionInfo *ci =
+		    MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
 		struct http_conn *hc = ci ? ci->socket_context : NULL;
 		if (hc)
 			hc->head_done = true;
@@ -334,7 +336,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 {
 	struct http_request *req = *con_cls;
 	(void)cls;
-	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	const union MHD_ConnectionInfo *ci =
+	    MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
 	struct http_conn *hc = ci ? ci->socket_context : NULL;
 	if (hc) { /* the next request's head is awaited from now on */
 		hc->head_done = false;
@@ -369,7 +372,8 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 	struct server *srv = cls;
 	struct http_conn *hc = *socket_context;
 	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
-		const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+		const union MHD_ConnectionInfo *ci =
+		    MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
 		hc = calloc(1, sizeof(*hc));
 		if (!hc || !ci) { /* out of memory: this connection has only the idle timeout */
 			free(hc);

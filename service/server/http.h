@@ -42,8 +42,8 @@ struct route;
 struct http_request {
 	struct server *srv;
 	struct MHD_Connection *conn;
-	const char *method; /* owned by MHD */
-	const char *url;    /* owned by MHD, percent-decoded */
+	const char *method;	     /* owned by MHD */
+	const char *url;	     /* owned by MHD, percent-decoded */
 	const struct route *route;   /* the routes entry its path matched (routes.h); NULL: none */
 	char param[VALIDATE_ID_BUF]; /* the path's {parameter}, "" when none */
 	enum metrics_route metric;   /* what it is counted under */
