@@ -31,8 +31,9 @@
  * order in the database (created since TIME), rebuilt from the orders with
  * the same ce_id (the order id), in either mode, then the latest event of
  * every product (changed since TIME; a tombstone for a deleted one); prints
- * "replayed N events" and exits. A view is rebuilt from the database this way, not from the
- * topic, which the embedded broker trims.
+ * "replayed N events" (the orders) and "replayed M products", and exits. A
+ * view is rebuilt from the database this way, not from the topic, which the
+ * embedded broker trims.
  */
 #include <errno.h>
 #include <signal.h>
@@ -387,13 +388,12 @@ static bool relay_replay_pages(struct relay *r, replay_page_fn fn, const char *f
 		if (page.n == 0)
 			break;
 		struct outbox_row *grown = realloc(retry, (size_t)page.n * sizeof(*retry));
+		if (grown)
+			retry = grown;
 		if (!grown || !relay_reserve(r, page.n)) {
-			free(grown);
-			retry = NULL;
 			log_error("out of memory for a page of %d", page.n);
 			goto out;
 		}
-		retry = grown;
 		struct outbox_batch unsent = {.res = NULL, .n = page.n, .rows = retry};
 		memcpy(retry, page.rows, (size_t)page.n * sizeof(*retry));
 		bool warned = false;

@@ -176,12 +176,10 @@ static enum tx_status pipe_finish(PGconn *conn, int n, PGresult **keep, bool com
 		if (st == PGRES_FATAL_ERROR && status == TX_OK) {
 			*failed = query;
 			snprintf(sqlstate, 6, "%s", db_sqlstate(res));
-			/* a lock or statement timeout is contention too: try again while the deadline allows
-			 */
-			status =
-			    db_is_retryable(res) || !strcmp(sqlstate, "55P03") || !strcmp(sqlstate, "57014")
-				? TX_RETRY
-				: TX_FAILED;
+			/* a lock or statement timeout is contention too: try again while the deadline allows */
+			status = db_is_retryable(res) || !strcmp(sqlstate, "55P03") || !strcmp(sqlstate, "57014")
+					 ? TX_RETRY
+					 : TX_FAILED;
 			errbuf_set(err, errlen, "%s", PQresultErrorMessage(res));
 		}
 		if (st == PGRES_TUPLES_OK && keep && query < n && !keep[query])
@@ -311,7 +309,7 @@ out:
  */
 bool checkout_build_admitted(const struct checkout_request *cart, const struct line_state *lines,
 			     const char *order_id, const char *created_at, long long total, char **body,
-			     char **payload)
+			   char **payload)
 {
 	json_t *items = json_array();
 	for (size_t i = 0; items && i < cart->n_items; i++)
@@ -357,8 +355,7 @@ static enum tx_status checkout_attempt(struct server *srv, PGconn *conn, const s
 		goto out;
 	}
 
-	/* 1. read: BEGIN, [the key's claim], the cart's products, a new order id and the time: one round trip
-	 */
+	/* 1. read: BEGIN, [the key's claim], the cart's products, a new order id and the time: one round trip */
 	snprintf(begin, sizeof(begin), "BEGIN ISOLATION LEVEL %s", config_isolation_sql(srv->cfg->isolation));
 	const char *read_params[] = {skus, cart->customer_id};
 	const char *claim_params[] = {key, canonical};
@@ -380,7 +377,8 @@ static enum tx_status checkout_attempt(struct server *srv, PGconn *conn, const s
 		status = TX_KEY_BUSY;
 	if (status != TX_OK)
 		goto out;
-	if (!reads[q_read] || !reads[q_id] || PQntuples(reads[q_id]) != 1 || (key && !reads[q_claim])) {
+	if (!reads[q_read] || !reads[q_id] || PQntuples(reads[q_id]) != 1 ||
+	    (key && !reads[q_claim])) {
 		errbuf_set(err, errlen, "unexpected result from the read");
 		status = TX_FAILED;
 		PQclear(db_exec(conn, "ROLLBACK"));
@@ -406,8 +404,7 @@ static enum tx_status checkout_attempt(struct server *srv, PGconn *conn, const s
 		snprintf(code, sizeof(code), "%u", result->status);
 		const char *p[] = {key, code, result->body, NULL};
 		bool ok = PQenterPipelineMode(conn) == 1 &&
-			  (!key || send_prepared(conn, "idempotency_store", 4, p)) &&
-			  send_sql(conn, "COMMIT");
+			  (!key || send_prepared(conn, "idempotency_store", 4, p)) && send_sql(conn, "COMMIT");
 		/* a rejection bought nothing: a lost connection is safe to retry */
 		status = ok ? pipe_finish(conn, key ? 2 : 1, NULL, false, &failed, sqlstate, err, errlen)
 			    : TX_LOST_EARLY;
@@ -520,8 +517,7 @@ static bool answer_stored(struct server *srv, PGconn *conn, const char *key, con
 		result->replayed = true;
 		result->body = stored.body;
 		stored.body = NULL;
-		snprintf(result->location, sizeof(result->location), "%s",
-			 stored.location ? stored.location : "");
+		snprintf(result->location, sizeof(result->location), "%s", stored.location ? stored.location : "");
 		idempotency_response_free(&stored);
 		return true;
 	case IDEMPOTENCY_MISMATCH:
@@ -549,8 +545,7 @@ void checkout_run(struct server *srv, PGconn **conn, const struct checkout_reque
 
 	for (;;) {
 		if (fiber_deadline_passed()) {
-			snprintf(err, sizeof(err), "no answer within the request's %d ms",
-				 srv->cfg->request_timeout_ms);
+			snprintf(err, sizeof(err), "no answer within the request's %d ms", srv->cfg->request_timeout_ms);
 			goto unavailable;
 		}
 		if (!*conn) {
@@ -560,8 +555,7 @@ void checkout_run(struct server *srv, PGconn **conn, const struct checkout_reque
 		}
 		if (!*conn)
 			goto unavailable;
-		enum tx_status status =
-		    checkout_attempt(srv, *conn, cart, key, canonical, result, err, sizeof(err));
+		enum tx_status status = checkout_attempt(srv, *conn, cart, key, canonical, result, err, sizeof(err));
 		switch (status) {
 		case TX_OK:
 			return;
@@ -572,8 +566,7 @@ void checkout_run(struct server *srv, PGconn **conn, const struct checkout_reque
 				goto unavailable;
 			continue; /* it expired and was purged meanwhile: claim it */
 		case TX_KEY_BUSY:
-			log_msg(LOG_INFO, ctx, "Idempotency-Key held by another request still running: %s",
-				err);
+			log_msg(LOG_INFO, ctx, "Idempotency-Key held by another request still running: %s", err);
 			answer_problem(result, 409, OUTCOME_IDEMPOTENCY_CONFLICT, "idempotency-key-in-use",
 				       "A request with this Idempotency-Key is still being processed; retry "
 				       "after Retry-After seconds.");
@@ -581,10 +574,9 @@ void checkout_run(struct server *srv, PGconn **conn, const struct checkout_reque
 		case TX_RETRY:
 			if (attempt >= srv->cfg->max_retries) {
 				log_msg(LOG_WARN, ctx, "checkout gave up after %d retries: %s", attempt, err);
-				answer_problem(
-				    result, 503, OUTCOME_CONTENTION, "too-much-contention",
-				    "The checkout conflicted with others too often; nothing was bought. "
-				    "Retry.");
+				answer_problem(result, 503, OUTCOME_CONTENTION, "too-much-contention",
+					       "The checkout conflicted with others too often; nothing was bought. "
+					       "Retry.");
 				return;
 			}
 			metrics_retry();
@@ -626,12 +618,11 @@ void checkout_run(struct server *srv, PGconn **conn, const struct checkout_reque
 unavailable:
 	if (unknown) {
 		log_msg(LOG_WARN, ctx, "outcome unknown: COMMIT was sent, no answer came: %s", err);
-		answer_problem(
-		    result, 503, OUTCOME_UNKNOWN, "outcome-unknown",
-		    key ? "The database did not confirm the commit in time: the order may or may not "
-			  "have been placed. Retry with the same Idempotency-Key to learn which."
-			: "The database did not confirm the commit: the order may or may not have been "
-			  "placed. Send an Idempotency-Key with checkouts so that a retry is safe.");
+		answer_problem(result, 503, OUTCOME_UNKNOWN, "outcome-unknown",
+			       key ? "The database did not confirm the commit in time: the order may or may not "
+				     "have been placed. Retry with the same Idempotency-Key to learn which."
+				   : "The database did not confirm the commit: the order may or may not have been "
+				     "placed. Send an Idempotency-Key with checkouts so that a retry is safe.");
 		return;
 	}
 	log_msg(LOG_WARN, ctx, "database unavailable: %s", err);
@@ -699,8 +690,7 @@ enum MHD_Result checkout_handle(struct http_request *req, const char *param)
 	if (!result.body)
 		goto out;
 
-	bool retry_later =
-	    result.status == 503 || (result.status == 409 && result.outcome == OUTCOME_IDEMPOTENCY_CONFLICT);
+	bool retry_later = result.status == 503 || (result.status == 409 && result.outcome == OUTCOME_IDEMPOTENCY_CONFLICT);
 	const char *headers[7] = {NULL};
 	int h = 0;
 	if (result.location[0]) {
@@ -715,9 +705,8 @@ enum MHD_Result checkout_handle(struct http_request *req, const char *param)
 		headers[h++] = "Retry-After";
 		headers[h++] = "1";
 	}
-	ret = http_reply(req, result.status,
-			 result.status >= 400 ? "application/problem+json" : "application/json", result.body,
-			 strlen(result.body), headers);
+	ret = http_reply(req, result.status, result.status >= 400 ? "application/problem+json" : "application/json",
+			 result.body, strlen(result.body), headers);
 	if (result.status == 201 && !result.replayed) {
 		char ctx[64];
 		snprintf(ctx, sizeof(ctx), "order=%s", result.order_id);
@@ -725,8 +714,8 @@ enum MHD_Result checkout_handle(struct http_request *req, const char *param)
 			key ? " " : "", key ? result.log_ctx : "");
 	} else {
 		log_msg(LOG_INFO, result.log_ctx, "%s customer=%s items=%zu: %u %s",
-			result.replayed ? "replayed" : "rejected", cart->customer_id, cart->n_items,
-			result.status, metrics_outcome_name(result.outcome));
+			result.replayed ? "replayed" : "rejected", cart->customer_id, cart->n_items, result.status,
+			metrics_outcome_name(result.outcome));
 	}
 out:
 	hotqueue_release(srv->hotq, &turn);

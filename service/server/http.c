@@ -257,8 +257,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 
 	if (!req) {
 		/* the head has arrived: the head deadline no longer applies to this connection */
-		const union MHD_ConnectionInfo *ci =
-		    MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+		const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
 		struct http_conn *hc = ci ? ci->socket_context : NULL;
 		if (hc)
 			hc->head_done = true;
@@ -336,8 +335,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 {
 	struct http_request *req = *con_cls;
 	(void)cls;
-	const union MHD_ConnectionInfo *ci =
-	    MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
 	struct http_conn *hc = ci ? ci->socket_context : NULL;
 	if (hc) { /* the next request's head is awaited from now on */
 		hc->head_done = false;
@@ -372,8 +370,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 	struct server *srv = cls;
 	struct http_conn *hc = *socket_context;
 	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
-		const union MHD_ConnectionInfo *ci =
-		    MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+		const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
 		hc = calloc(1, sizeof(*hc));
 		if (!hc || !ci) { /* out of memory: this connection has only the idle timeout */
 			free(hc);
