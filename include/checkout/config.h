@@ -56,6 +56,7 @@ struct config {
 	char *database_url; /* empty: libpq defaults (PG* variables) */
 	char *kafka_brokers;
 	char *orders_topic;
+	char *products_topic; /* relay, inventory, broker */
 	int naive_mode; /* checkout-naive: enum config_naive_mode */
 	int log_level;  /* enum log_level */
 	int log_format; /* enum log_format */

@@ -41,4 +41,13 @@ bool events_slot_name(PGconn *conn, const char *setting, char out[EVENTS_SLOT_MA
 bool events_ensure_slot(PGconn *conn, const char *slot, bool replication, bool *lost, char *err,
 			size_t errlen) __attribute__((warn_unused_result));
 
+/*
+ * Record mode ("wal" or "outbox") in the one-row table events_mode, which
+ * the products trigger reads to know where a product's event goes
+ * (migrations/010_products_as_events.sql). Writes only when it differs.
+ * Returns false with one line in err on failure.
+ */
+bool events_mode_set(PGconn *conn, const char *mode, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+
 #endif

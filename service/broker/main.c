@@ -120,10 +120,14 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	listeners_nodelay();
-	rd_kafka_resp_err_t kerr = rd_kafka_mock_topic_create(mcluster, cfg.orders_topic, cfg.partitions, 1);
-	if (kerr) {
-		log_error("cannot create topic %s: %s", cfg.orders_topic, rd_kafka_err2str(kerr));
-		goto out;
+	/* products too: the mock cluster cannot compact it (README, "CRUD as events") */
+	const char *topics[] = {cfg.orders_topic, cfg.products_topic};
+	for (size_t t = 0; t < sizeof(topics) / sizeof(topics[0]); t++) {
+		rd_kafka_resp_err_t kerr = rd_kafka_mock_topic_create(mcluster, topics[t], cfg.partitions, 1);
+		if (kerr) {
+			log_error("cannot create topic %s: %s", topics[t], rd_kafka_err2str(kerr));
+			goto out;
+		}
 	}
 	const char *bootstrap = rd_kafka_mock_cluster_bootstraps(mcluster);
 	if (*cfg.bootstrap_file && !write_bootstrap_file(cfg.bootstrap_file, bootstrap)) {
@@ -132,8 +136,8 @@ int main(int argc, char **argv)
 	}
 	printf("bootstrap.servers=%s\n", bootstrap);
 	fflush(stdout);
-	log_info("mock Kafka cluster (in memory) listening on %s, topic %s with %d partitions", bootstrap,
-		 cfg.orders_topic, cfg.partitions);
+	log_info("mock Kafka cluster (in memory) listening on %s, topics %s and %s with %d partitions each",
+		 bootstrap, cfg.orders_topic, cfg.products_topic, cfg.partitions);
 
 	struct sigaction sa;
 	memset(&sa, 0, sizeof(sa));

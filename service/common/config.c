@@ -43,6 +43,8 @@ static const struct option options[] = {
 	 NULL, "Kafka bootstrap servers, host:port[,host:port...]"},
 	{"orders-topic", "ORDERS_TOPIC", OPT_STRING, "orders", KAFKAUSERS | CONFIG_BROKER, F(orders_topic), 0,
 	 0, NULL, "topic of order events"},
+	{"products-topic", "PRODUCTS_TOPIC", OPT_STRING, "products", CONFIG_RELAY | CONFIG_WORKER | CONFIG_BROKER,
+	 F(products_topic), 0, 0, NULL, "compacted topic of the catalogue: product events keyed by SKU"},
 	{"naive-mode", "NAIVE_MODE", OPT_CHOICE, "view", CONFIG_NAIVE, F(naive_mode), 0, 0, naive_modes,
 	 "checkout-naive's admission: view (decide from a view of the topic) or intent (a decider per partition)"},
 	{"listen", "LISTEN", OPT_STRING, "127.0.0.1:8080", CONFIG_SERVER | CONFIG_LOADTEST, F(listen), 0, 0,

@@ -81,7 +81,8 @@ bool events_ensure_slot(PGconn *conn, const char *slot, bool replication, bool *
 		 "SELECT coalesce(wal_status, '') FROM pg_replication_slots WHERE slot_name = '%s'", slot);
 	res = PQexec(conn, sql);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		errbuf_set(err, errlen, "%s: %s", "reading pg_replication_slots", db_error_message(res, conn));
+		errbuf_set(err, errlen, "%s: %s", "reading pg_replication_slots",
+			   db_error_message(res, conn));
 		PQclear(res);
 		return false;
 	}
@@ -104,4 +105,17 @@ bool events_ensure_slot(PGconn *conn, const char *slot, bool replication, bool *
 	char what[128];
 	snprintf(what, sizeof(what), "creating replication slot %s", slot);
 	return run(conn, sql, "42710", what, err, errlen);
+}
+
+bool events_mode_set(PGconn *conn, const char *mode, char *err, size_t errlen)
+{
+	const char *params[] = {mode};
+	PGresult *res = PQexecParams(conn, "UPDATE events_mode SET mode = $1 WHERE mode IS DISTINCT FROM $1",
+				     1, NULL, params, NULL, NULL, 0);
+	bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+	if (!ok)
+		errbuf_set(err, errlen, "recording the events mode %s: %s", mode,
+			   db_error_message(res, conn));
+	PQclear(res);
+	return ok;
 }

@@ -29,10 +29,12 @@
  *
  * --replay [--since TIME] republishes the order.admitted event of every
  * order in the database (created since TIME), rebuilt from the orders with
- * the same ce_id (the order id), in either mode; prints where its events
- * start on each partition ("replay.start=P:OFFSET,...", the topic's ends
- * before it read the first order) and "replayed N events", and exits. A view is rebuilt from the database
- * this way, not from the topic, which the embedded broker trims.
+ * the same ce_id (the order id), in either mode, then the latest event of
+ * every product (changed since TIME; a tombstone for a deleted one); prints
+ * where its orders start on each partition ("replay.start=P:OFFSET,...", the
+ * topic's ends before it read the first order), "replayed N events" (the
+ * orders) and "replayed M products", and exits. A view is rebuilt from the
+ * database this way, not from the topic, which the embedded broker trims.
  */
 #include <errno.h>
 #include <signal.h>
@@ -43,6 +45,7 @@
 
 #include "checkout/config.h"
 #include "checkout/db.h"
+#include "checkout/events.h"
 #include "checkout/log.h"
 #include "checkout/monotonic.h"
 #include "metrics.h"
@@ -56,6 +59,8 @@
 #define PRUNE_BATCH 1000
 #define PRUNE_ROUNDS 10
 #define BACKOFF_MAX_MS 5000
+/* a replay cursor: an order id, or a SKU (at most 64 characters of up to 4 bytes) */
+#define REPLAY_CURSOR_MAX 260
 #define REPLAY_MAX_PARTITIONS 1024
 #define REPLAY_OFFSETS_MS 30000 /* how long --replay waits for the broker to tell the offsets */
 
@@ -363,45 +368,32 @@ static int relay_run(struct relay *r)
 	return EXIT_SUCCESS;
 }
 
-/* --replay: republish the events of the orders in the database (see outbox_replay_page);
- * every one must be delivered. */
-static int relay_replay(struct relay *r)
+/* One source of --replay's pages: orders by id, then products by SKU. */
+typedef bool (*replay_page_fn)(PGconn *conn, const char *since, const char *after, int limit,
+			       struct outbox_batch *batch, char *err, size_t errlen);
+
+/* Publish every page fn gives, starting after first; every event must be delivered. */
+static bool relay_replay_pages(struct relay *r, replay_page_fn fn, const char *first, unsigned long *total)
 {
 	char err[512];
-	char after[40] = "00000000-0000-0000-0000-000000000000";
-	unsigned long total = 0;
+	char after[REPLAY_CURSOR_MAX];
 	struct outbox_batch page = {0};
 	struct outbox_row *retry = NULL;
-	int status = EXIT_FAILURE;
+	bool ok = false;
 
-	r->conn = db_connect(r->cfg->database_url, relay_stmts, err, sizeof(err));
-	r->pub = publisher_new(r->cfg);
-	if (!r->conn || !r->pub) {
-		log_error("cannot replay: %s", r->conn ? "no Kafka producer" : err);
-		goto out;
-	}
-	/* Where the replay starts on each partition, taken before the first order is read: an
-	 * order committed later is on the topic after these offsets too (the running relay
-	 * publishes it), so reading from them rebuilds a view from the database alone, whatever
-	 * the broker dropped before. */
-	int64_t start[REPLAY_MAX_PARTITIONS];
-	int partitions =
-	    publisher_end_offsets(r->pub, start, REPLAY_MAX_PARTITIONS, REPLAY_OFFSETS_MS, err, sizeof(err));
-	if (partitions < 0) {
-		log_error("cannot replay: %s", err);
-		goto out;
-	}
+	snprintf(after, sizeof(after), "%s", first);
 	while (!stop_requested) {
 		outbox_batch_clear(&page);
-		if (!outbox_replay_page(r->conn, r->cfg->since, after, r->cfg->relay_batch, &page, err,
-					sizeof(err))) {
+		if (!fn(r->conn, r->cfg->since, after, r->cfg->relay_batch, &page, err, sizeof(err))) {
 			log_error("%s", err);
 			goto out;
 		}
 		if (page.n == 0)
 			break;
-		retry = realloc(retry, (size_t)page.n * sizeof(*retry));
-		if (!retry || !relay_reserve(r, page.n)) {
+		struct outbox_row *grown = realloc(retry, (size_t)page.n * sizeof(*retry));
+		if (grown)
+			retry = grown;
+		if (!grown || !relay_reserve(r, page.n)) {
 			log_error("out of memory for a page of %d", page.n);
 			goto out;
 		}
@@ -409,8 +401,8 @@ static int relay_replay(struct relay *r)
 		memcpy(retry, page.rows, (size_t)page.n * sizeof(*retry));
 		bool warned = false;
 		while (unsent.n > 0 && !stop_requested) {
-			int ok = publisher_send(r->pub, &unsent, r->delivered, err, sizeof(err));
-			total += (unsigned long)ok;
+			int sent = publisher_send(r->pub, &unsent, r->delivered, err, sizeof(err));
+			*total += (unsigned long)sent;
 			int left = 0;
 			for (int i = 0; i < unsent.n; i++)
 				if (!r->delivered[i])
@@ -430,24 +422,55 @@ static int relay_replay(struct relay *r)
 			goto out;
 		snprintf(after, sizeof(after), "%s", page.rows[page.n - 1].aggregate_id);
 	}
-	if (stop_requested) {
-		log_warn("replay interrupted after %lu events", total);
-		goto out;
+	ok = !stop_requested;
+out:
+	outbox_batch_clear(&page);
+	free(retry);
+	return ok;
+}
+
+/* --replay: republish the events of the orders in the database (see outbox_replay_page), then
+ * each product's latest state (outbox_replay_products_page); every one must be delivered. */
+static int relay_replay(struct relay *r)
+{
+	char err[512];
+	unsigned long total = 0, products = 0;
+
+	r->conn = db_connect(r->cfg->database_url, relay_stmts, err, sizeof(err));
+	r->pub = publisher_new(r->cfg);
+	if (!r->conn || !r->pub) {
+		log_error("cannot replay: %s", r->conn ? "no Kafka producer" : err);
+		return EXIT_FAILURE;
+	}
+	/* Where the replay starts on each partition, taken before the first order is read: an
+	 * order committed later is on the topic after these offsets too (the running relay
+	 * publishes it), so reading from them rebuilds a view from the database alone, whatever
+	 * the broker dropped before. */
+	int64_t start[REPLAY_MAX_PARTITIONS];
+	int partitions =
+	    publisher_end_offsets(r->pub, start, REPLAY_MAX_PARTITIONS, REPLAY_OFFSETS_MS, err, sizeof(err));
+	if (partitions < 0) {
+		log_error("cannot replay: %s", err);
+		return EXIT_FAILURE;
+	}
+	if (!relay_replay_pages(r, outbox_replay_page, "00000000-0000-0000-0000-000000000000", &total) ||
+	    !relay_replay_pages(r, outbox_replay_products_page, "", &products)) {
+		if (stop_requested)
+			log_warn("replay interrupted after %lu events and %lu products", total, products);
+		return EXIT_FAILURE;
 	}
 	char offsets[REPLAY_MAX_PARTITIONS * 24] = "";
 	size_t used = 0;
 	for (int p = 0; p < partitions && used < sizeof(offsets) - 24; p++)
 		used += (size_t)snprintf(offsets + used, sizeof(offsets) - used, "%s%d:%lld", p ? "," : "", p,
 					 (long long)start[p]);
+	/* "replayed N events" counts the orders, as before products were replayed */
 	log_info("replayed %lu events%s%s, from offsets %s", total, *r->cfg->since ? " created since " : "",
 		 r->cfg->since, offsets);
+	log_info("replayed %lu products", products);
 	/* for scripts/rebuild: a worker's --rebuild --from-offsets reads the replay from there */
-	printf("replay.start=%s\nreplayed %lu events\n", offsets, total);
-	status = EXIT_SUCCESS;
-out:
-	outbox_batch_clear(&page);
-	free(retry);
-	return status;
+	printf("replay.start=%s\nreplayed %lu events\nreplayed %lu products\n", offsets, total, products);
+	return EXIT_SUCCESS;
 }
 
 int main(int argc, char **argv)
@@ -472,6 +495,17 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	r.cfg = &cfg;
+	if (!cfg.replay) {
+		/* the products trigger emits where this relay reads (010_products_as_events.sql) */
+		PGconn *conn = db_connect(cfg.database_url, NULL, err, sizeof(err));
+		bool ok = conn && events_mode_set(conn, cfg.events == EVENTS_WAL ? "wal" : "outbox", err,
+						  sizeof(err));
+		PQfinish(conn);
+		if (!ok) {
+			log_error("%s", err);
+			goto out;
+		}
+	}
 
 	struct sigaction sa;
 	memset(&sa, 0, sizeof(sa));

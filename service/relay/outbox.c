@@ -10,7 +10,8 @@
 #define UTC_TIME(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
 #define ROW_COLUMNS                                                                                          \
 	"id, event_id::text, event_type, aggregate_id::text, payload::text, "                                \
-	"to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+	"to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), "                      \
+	"coalesce(payload->>'version', '')"
 
 const struct db_stmt outbox_stmts[] = {
     /* the partial index outbox_pending serves ORDER BY id; SKIP LOCKED lets relays share the work */
@@ -27,10 +28,21 @@ const struct db_stmt outbox_stmts[] = {
      "  'items', (SELECT json_agg(json_build_object('sku', l.sku, 'quantity', l.quantity,"
      "            'unit_price_cents', l.unit_price_cents) ORDER BY l.sku COLLATE \"C\")"
      "           FROM order_lines l WHERE l.order_id = o.id),"
-     "  'total_cents', o.total_cents, 'created_at', " UTC_TIME("o.created_at") ")::text, "
-     UTC_TIME("o.created_at")
-     " FROM orders o WHERE o.created_at >= COALESCE(NULLIF($1, '')::timestamptz, '-infinity')"
-     " AND o.id > $2::uuid ORDER BY o.id LIMIT $3"},
+     "  'total_cents', o.total_cents, 'created_at', " UTC_TIME("o.created_at") ")::text, " UTC_TIME(
+	 "o.created_at") ", ''"
+			 " FROM orders o WHERE o.created_at >= COALESCE(NULLIF($1, '')::timestamptz, "
+			 "'-infinity')"
+			 " AND o.id > $2::uuid ORDER BY o.id LIMIT $3"},
+    /* --replay of the catalogue: each product's latest state, as the trigger of
+     * migrations/010_products_as_events.sql emitted it with its last change */
+    {"outbox_replay_products_page",
+     "SELECT 0, p.sku || '@' || p.version,"
+     " CASE WHEN p.deleted_at IS NULL THEN 'product.upserted' ELSE 'product.deleted' END, p.sku,"
+     " product_event_payload(p, p.deleted_at IS NOT NULL), " UTC_TIME(
+	 "p.updated_at") ", p.version::text"
+			 " FROM products p WHERE p.updated_at >= COALESCE(NULLIF($1, '')::timestamptz, "
+			 "'-infinity')"
+			 " AND p.sku COLLATE \"C\" > $2 ORDER BY p.sku COLLATE \"C\" LIMIT $3"},
     {"outbox_prune", "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox"
 		     " WHERE published_at < now() - make_interval(hours => $1::int)"
 		     " ORDER BY published_at LIMIT $2)"},
@@ -73,6 +85,7 @@ static bool batch_fill(struct outbox_batch *batch, PGresult *res, char *err, siz
 		r->payload = PQgetvalue(res, i, 4);
 		r->payload_len = PQgetlength(res, i, 4);
 		r->created_at = PQgetvalue(res, i, 5);
+		r->version = PQgetvalue(res, i, 6);
 	}
 	batch->n = n;
 	return true;
@@ -103,6 +116,22 @@ bool outbox_replay_page(PGconn *conn, const char *since, const char *after_order
 	PGresult *res = PQexecPrepared(conn, "outbox_replay_page", 3, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		errbuf_set(err, errlen, "reading orders to replay: %s", db_error_message(res, conn));
+		PQclear(res);
+		return false;
+	}
+	return batch_fill(batch, res, err, errlen);
+}
+
+bool outbox_replay_products_page(PGconn *conn, const char *since, const char *after_sku, int limit,
+				 struct outbox_batch *batch, char *err, size_t errlen)
+{
+	char lim[16];
+	snprintf(lim, sizeof(lim), "%d", limit);
+	const char *params[] = {since ? since : "", after_sku, lim};
+	memset(batch, 0, sizeof(*batch));
+	PGresult *res = PQexecPrepared(conn, "outbox_replay_products_page", 3, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		errbuf_set(err, errlen, "reading products to replay: %s", db_error_message(res, conn));
 		PQclear(res);
 		return false;
 	}

@@ -20,10 +20,11 @@ struct outbox_row {
 	long long id;
 	const char *event_id;	  /* ce_id: stable across republishing */
 	const char *event_type;	  /* ce_type */
-	const char *aggregate_id; /* the order id: the message key */
-	const char *payload;	  /* the order as JSON text */
+	const char *aggregate_id; /* the message key: the order id, or a product's SKU */
+	const char *payload;	  /* the order (or product) as JSON text */
 	int payload_len;
 	const char *created_at; /* ce_time, RFC 3339 UTC */
+	const char *version;	/* a product event's version (ce_sequence); "" for an order */
 };
 
 struct outbox_batch {
@@ -49,7 +50,19 @@ bool outbox_claim(PGconn *conn, int limit, struct outbox_batch *batch, char *err
  * id 0. Same ownership as outbox_claim.
  */
 bool outbox_replay_page(PGconn *conn, const char *since, const char *after_order, int limit,
-			struct outbox_batch *batch, char *err, size_t errlen) __attribute__((warn_unused_result));
+			struct outbox_batch *batch, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+
+/*
+ * For --replay: the latest event of up to limit products changed at or
+ * after since ("" for all) whose SKU is greater than after_sku (byte order):
+ * product.upserted with the product as it is, or product.deleted for a
+ * deleted one, with the id and version its last change emitted. Same
+ * ownership as outbox_claim.
+ */
+bool outbox_replay_products_page(PGconn *conn, const char *since, const char *after_sku, int limit,
+				 struct outbox_batch *batch, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
 
 /* Free the rows and result of a batch; safe on a zeroed batch and twice. */
 void outbox_batch_clear(struct outbox_batch *batch);

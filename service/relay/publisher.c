@@ -23,6 +23,7 @@
 struct publisher {
 	rd_kafka_t *rk;
 	char *topic;
+	char *products_topic;
 	/* the batch in flight: delivery reports carry (generation, index) so a late report of an
 	 * abandoned batch can never write into the next one */
 	uint32_t generation;
@@ -58,8 +59,9 @@ struct publisher *publisher_new(const struct config *cfg)
 	if (!pub)
 		goto fail;
 	pub->topic = strdup(cfg->orders_topic);
+	pub->products_topic = strdup(cfg->products_topic);
 	conf = kafka_conf_new(cfg);
-	if (!pub->topic || !conf)
+	if (!pub->topic || !pub->products_topic || !conf)
 		goto fail;
 	snprintf(timeout, sizeof(timeout), "%d", MESSAGE_TIMEOUT_MS);
 	/* idempotence implies acks=all and keeps per-partition order across retries */
@@ -79,8 +81,10 @@ struct publisher *publisher_new(const struct config *cfg)
 fail:
 	if (conf)
 		rd_kafka_conf_destroy(conf);
-	if (pub)
+	if (pub) {
 		free(pub->topic);
+		free(pub->products_topic);
+	}
 	free(pub);
 	return NULL;
 }
@@ -97,6 +101,7 @@ void publisher_free(struct publisher *pub)
 	}
 	free(pub->results);
 	free(pub->topic);
+	free(pub->products_topic);
 	free(pub);
 }
 
@@ -163,8 +168,38 @@ int publisher_end_offsets(struct publisher *pub, int64_t *offsets, int max, int 
 	return n;
 }
 
+/*
+ * A product event (migrations/010_products_as_events.sql) goes to the
+ * products topic keyed by SKU, with its version in ce_sequence; a deletion is
+ * a tombstone: the same key, no value (so no content-type).
+ */
+static rd_kafka_resp_err_t produce_product(struct publisher *pub, const struct outbox_row *r, uintptr_t tag)
+{
+	if (!strcmp(r->event_type, "product.deleted"))
+		return rd_kafka_producev(pub->rk, RD_KAFKA_V_TOPIC(pub->products_topic),
+					 RD_KAFKA_V_KEY((void *)r->aggregate_id, strlen(r->aggregate_id)),
+					 RD_KAFKA_V_VALUE(NULL, 0), RD_KAFKA_V_OPAQUE((void *)tag),
+					 RD_KAFKA_V_HEADER("ce_specversion", "1.0", -1),
+					 RD_KAFKA_V_HEADER("ce_id", r->event_id, -1),
+					 RD_KAFKA_V_HEADER("ce_source", CE_SOURCE, -1),
+					 RD_KAFKA_V_HEADER("ce_type", r->event_type, -1),
+					 RD_KAFKA_V_HEADER("ce_time", r->created_at, -1),
+					 RD_KAFKA_V_HEADER("ce_sequence", r->version, -1), RD_KAFKA_V_END);
+	return rd_kafka_producev(
+	    pub->rk, RD_KAFKA_V_TOPIC(pub->products_topic),
+	    RD_KAFKA_V_KEY((void *)r->aggregate_id, strlen(r->aggregate_id)),
+	    RD_KAFKA_V_VALUE((void *)r->payload, (size_t)r->payload_len),
+	    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE((void *)tag),
+	    RD_KAFKA_V_HEADER("ce_specversion", "1.0", -1), RD_KAFKA_V_HEADER("ce_id", r->event_id, -1),
+	    RD_KAFKA_V_HEADER("ce_source", CE_SOURCE, -1), RD_KAFKA_V_HEADER("ce_type", r->event_type, -1),
+	    RD_KAFKA_V_HEADER("ce_time", r->created_at, -1), RD_KAFKA_V_HEADER("ce_sequence", r->version, -1),
+	    RD_KAFKA_V_HEADER("content-type", "application/json", -1), RD_KAFKA_V_END);
+}
+
 static rd_kafka_resp_err_t produce_one(struct publisher *pub, const struct outbox_row *r, uintptr_t tag)
 {
+	if (!strncmp(r->event_type, "product.", 8))
+		return produce_product(pub, r, tag);
 	return rd_kafka_producev(
 	    pub->rk, RD_KAFKA_V_TOPIC(pub->topic),
 	    RD_KAFKA_V_KEY((void *)r->aggregate_id, strlen(r->aggregate_id)),

@@ -161,25 +161,37 @@ static bool batch_reserve(struct wal_relay *r)
 
 /*
  * Add the event of a message: type is the prefix after "checkout/", content
- * the order JSON. Returns false only when out of memory. A message that is
- * not an order is logged as an error and left out (it cannot be published
+ * the order JSON, or for product.* the product's (sku and version at least:
+ * migrations/010_products_as_events.sql), published keyed by SKU with id
+ * "<sku>@<version>". Returns false only when out of memory. A message that
+ * is neither is logged as an error and left out (it cannot be published
  * with an id; nothing of ours writes one).
  */
 static bool batch_add(struct wal_relay *r, uint64_t lsn, const char *type, const char *content, uint32_t len)
 {
 	json_error_t jerr;
-	json_t *order = json_loadb(content, len, 0, &jerr);
-	const char *id = json_string_value(json_object_get(order, "order_id"));
-	const char *created_at = json_string_value(json_object_get(order, "created_at"));
+	json_t *event = json_loadb(content, len, 0, &jerr);
+	bool product = !strncmp(type, "product.", 8);
+	const char *key = json_string_value(json_object_get(event, product ? "sku" : "order_id"));
+	const char *created_at =
+	    json_string_value(json_object_get(event, product ? "updated_at" : "created_at"));
+	json_int_t version = json_integer_value(json_object_get(event, "version"));
+	char version_text[24] = "";
 	bool ok = true;
-	if (!id || !created_at || !*type) {
-		log_error("the message at %X/%X (%s%s) is not an order event (%s); it is not published",
-			  (unsigned)(lsn >> 32), (unsigned)lsn, WAL_PREFIX, type,
-			  order ? "no order_id or created_at" : jerr.text);
+	if (!key || !created_at || !*type || (product && version <= 0)) {
+		log_error(
+		    "the message at %X/%X (%s%s) is not an order or product event (%s); it is not published",
+		    (unsigned)(lsn >> 32), (unsigned)lsn, WAL_PREFIX, type,
+		    event ? "no id, time or version" : jerr.text);
 		goto out;
 	}
-	size_t id_len = strlen(id) + 1, time_len = strlen(created_at) + 1, type_len = strlen(type) + 1;
-	char *buf = malloc(len + 1 + id_len + time_len + type_len);
+	if (product)
+		snprintf(version_text, sizeof(version_text), "%lld", (long long)version);
+	size_t key_len = strlen(key) + 1, time_len = strlen(created_at) + 1, type_len = strlen(type) + 1;
+	size_t version_len = strlen(version_text) + 1;
+	/* the event id: the order id, or "<sku>@<version>" */
+	size_t id_len = product ? key_len + version_len : 0;
+	char *buf = malloc(len + 1 + key_len + time_len + type_len + version_len + id_len);
 	if (!buf || !batch_reserve(r)) {
 		free(buf);
 		ok = false;
@@ -192,16 +204,23 @@ static bool batch_add(struct wal_relay *r, uint64_t lsn, const char *type, const
 	row->payload = p;
 	row->payload_len = (int)len;
 	p += len + 1;
-	row->event_id = row->aggregate_id = memcpy(p, id, id_len);
-	p += id_len;
+	row->event_id = row->aggregate_id = memcpy(p, key, key_len);
+	p += key_len;
 	row->created_at = memcpy(p, created_at, time_len);
 	p += time_len;
 	row->event_type = memcpy(p, type, type_len);
+	p += type_len;
+	row->version = memcpy(p, version_text, version_len);
+	p += version_len;
+	if (product) {
+		sprintf(p, "%s@%s", key, version_text);
+		row->event_id = p;
+	}
 	row->id = (long long)lsn;
 	r->events[r->n] = (struct wal_event){.buf = buf, .commit_time = 0};
 	r->n++;
 out:
-	json_decref(order);
+	json_decref(event);
 	return ok;
 }
 

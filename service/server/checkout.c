@@ -66,7 +66,7 @@ const struct db_stmt checkout_stmts[] = {
 		      "    (SELECT coalesce(sum(l.quantity), 0) FROM order_lines l "
 		      "     WHERE l.customer_id = $2 AND l.limit_group = p.limit_group) END "
 		      "FROM products p "
-		      "WHERE p.sku = ANY ($1::text[])"},
+		      "WHERE p.sku = ANY ($1::text[]) AND p.deleted_at IS NULL"},
     {"checkout_order_id", "SELECT uuid_v7()::text, "
 			  "  to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"},
     {"checkout_write_stock", "UPDATE products SET stock = $2, updated_at = now() WHERE sku = $1"},

@@ -40,7 +40,8 @@ enum MHD_Result http_reply(struct http_request *req, unsigned status, const char
 	struct MHD_Response *resp = MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
 	if (!resp)
 		return MHD_NO;
-	bool ok = MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type) == MHD_YES;
+	bool ok = !content_type ||
+		  MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type) == MHD_YES;
 	for (size_t i = 0; headers && headers[i] && headers[i + 1]; i += 2)
 		ok = ok && MHD_add_response_header(resp, headers[i], headers[i + 1]) == MHD_YES;
 	if (!ok) {

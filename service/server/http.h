@@ -42,8 +42,8 @@ struct route;
 struct http_request {
 	struct server *srv;
 	struct MHD_Connection *conn;
-	const char *method; /* owned by MHD */
-	const char *url;    /* owned by MHD, percent-decoded */
+	const char *method;	     /* owned by MHD */
+	const char *url;	     /* owned by MHD, percent-decoded */
 	const struct route *route;   /* the routes entry its path matched (routes.h); NULL: none */
 	char param[VALIDATE_ID_BUF]; /* the path's {parameter}, "" when none */
 	enum metrics_route metric;   /* what it is counted under */
@@ -79,7 +79,8 @@ const char *http_header(struct http_request *req, const char *name);
 const char *http_query(struct http_request *req, const char *name);
 
 /*
- * Queue a response of len bytes of body with the given content type and
+ * Queue a response of len bytes of body with the given content type (NULL:
+ * none, for a 204) and
  * extra headers (pairs of name, value; NULL-terminated; may be NULL).
  * Returns MHD's result for the access handler to return.
  */

@@ -31,7 +31,8 @@ static void analyze_at_start(struct db_pool *pool)
 {
 	char err[256] = "";
 	PGconn *conn = db_pool_acquire(pool, HTTP_DB_WAIT_MS, err, sizeof(err));
-	if (!conn || !db_command(conn, "ANALYZE products, limit_groups, order_lines, orders", err, sizeof(err)))
+	if (!conn ||
+	    !db_command(conn, "ANALYZE products, limit_groups, order_lines, orders", err, sizeof(err)))
 		log_warn("ANALYZE at start failed (continuing): %s", err);
 	db_pool_release(pool, conn);
 }
@@ -124,6 +125,17 @@ int main(int argc, char **argv)
 		log_error("%s", err);
 		goto out;
 	}
+	{
+		/* the products trigger emits where the checkout's events go (010_products_as_events.sql) */
+		PGconn *conn = db_connect(cfg.database_url, NULL, err, sizeof(err));
+		bool ok = conn && events_mode_set(conn, cfg.events == EVENTS_WAL ? "wal" : "outbox", err,
+						  sizeof(err));
+		PQfinish(conn);
+		if (!ok) {
+			log_error("%s", err);
+			goto out;
+		}
+	}
 	if (cfg.events == EVENTS_WAL) {
 		/* events written to a WAL no slot decodes would be lost: the slot must exist before
 		 * the first order, even when the relay has not started yet */
@@ -137,7 +149,8 @@ int main(int argc, char **argv)
 		if (!ready) {
 			log_error("%s%s", err,
 				  lost ? ": events in the WAL it lost were never published; see README, "
-					 "\"An invalidated slot\"" : "");
+					 "\"An invalidated slot\""
+				       : "");
 			goto out;
 		}
 	}

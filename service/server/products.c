@@ -22,13 +22,16 @@
 const struct db_stmt products_stmts[] = {
     /* keyset pagination in byte order: $1 the last SKU of the page before ('' for the first), $2 the rows */
     {"products_list", "SELECT " PRODUCT_COLUMNS " FROM products WHERE sku COLLATE \"C\" > $1 "
+		      "AND deleted_at IS NULL "
 		      "ORDER BY sku COLLATE \"C\" LIMIT $2"},
-    {"products_get", "SELECT " PRODUCT_COLUMNS " FROM products WHERE sku = $1"},
+    {"products_get", "SELECT " PRODUCT_COLUMNS " FROM products WHERE sku = $1 AND deleted_at IS NULL"},
+    /* a deleted SKU put again is created anew: 201, a new version (010_products_as_events.sql) */
     {"products_put",
+     "WITH was AS (SELECT deleted_at IS NOT NULL AS deleted FROM products WHERE sku = $1) "
      "INSERT INTO products (sku, name, price_cents, stock, limit_group) VALUES ($1, $2, $3, $4, $5) "
      "ON CONFLICT (sku) DO UPDATE SET name = EXCLUDED.name, price_cents = EXCLUDED.price_cents, "
-     "  stock = EXCLUDED.stock, limit_group = EXCLUDED.limit_group, updated_at = now() "
-     "RETURNING (xmax = 0), " PRODUCT_COLUMNS},
+     "  stock = EXCLUDED.stock, limit_group = EXCLUDED.limit_group, updated_at = now(), deleted_at = NULL "
+     "RETURNING (xmax = 0 OR coalesce((SELECT deleted FROM was), false)), " PRODUCT_COLUMNS},
     /*
      * PUT with If-Match: the check and the write are one statement. At read
      * committed an UPDATE that finds the row locked by a concurrent writer (a
@@ -39,7 +42,7 @@ const struct db_stmt products_stmts[] = {
      */
     {"products_put_if_match",
      "UPDATE products SET name = $2, price_cents = $3, stock = $4, limit_group = $5, updated_at = now() "
-     "WHERE sku = $1 AND ($6::bigint[] IS NULL OR version = ANY ($6::bigint[])) "
+     "WHERE sku = $1 AND deleted_at IS NULL AND ($6::bigint[] IS NULL OR version = ANY ($6::bigint[])) "
      "RETURNING false, " PRODUCT_COLUMNS},
     /*
      * POST .../stock-adjustments: stock = stock + delta in one statement, so
@@ -50,11 +53,15 @@ const struct db_stmt products_stmts[] = {
      */
     {"products_adjust_stock",
      "WITH p AS (UPDATE products SET stock = stock + $2::integer, updated_at = now() "
-     "  WHERE sku = $1 AND stock::bigint + $2::integer BETWEEN 0 AND $4::bigint "
+     "  WHERE sku = $1 AND deleted_at IS NULL AND stock::bigint + $2::integer BETWEEN 0 AND $4::bigint "
      "  RETURNING " PRODUCT_COLUMNS "), "
      "a AS (INSERT INTO stock_adjustments (sku, delta, reason, stock_after) "
      "  SELECT sku, $2::integer, $3, stock FROM p) "
      "SELECT * FROM p"},
+    /* soft delete: the row stays for the order lines that name it; the trigger of
+     * migrations/010_products_as_events.sql emits the tombstone in this statement */
+    {"products_delete", "UPDATE products SET deleted_at = now(), updated_at = now() "
+			"WHERE sku = $1 AND deleted_at IS NULL RETURNING version"},
     {NULL, NULL},
 };
 
@@ -354,6 +361,25 @@ enum MHD_Result products_handle_adjust_stock(struct http_request *req, const cha
 	}
 out:
 	PQclear(now);
+	PQclear(res);
+	return ret;
+}
+
+enum MHD_Result products_handle_delete(struct http_request *req, const char *sku)
+{
+	enum MHD_Result ret = MHD_NO;
+	const char *params[] = {sku};
+	PGresult *res = exec_write(req, "products_delete", 1, params, &ret);
+	if (!res)
+		return ret;
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		ret = http_reply_db_error(req, res);
+	} else if (PQntuples(res) == 0) {
+		ret = http_reply_problem(req, 404, "not-found", "No product has this SKU.", NULL);
+	} else {
+		ret = http_reply(req, 204, NULL, "", 0, NULL);
+		log_info("product %s deleted (version %s)", sku, PQgetvalue(res, 0, 0));
+	}
 	PQclear(res);
 	return ret;
 }

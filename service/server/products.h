@@ -1,5 +1,5 @@
 /* products.h - the catalog: GET /v1/products, GET/PUT /v1/products/{sku},
- * POST /v1/products/{sku}/stock-adjustments.
+ * POST /v1/products/{sku}/stock-adjustments, DELETE /v1/products/{sku}.
  *
  * A product's ETag is its version, which every write of the row moves on,
  * a checkout's included (migrations/007_product_versions.sql): an admin
@@ -42,5 +42,13 @@ enum MHD_Result products_handle_put(struct http_request *req, const char *sku);
  * stock-out-of-range (beyond VALIDATE_MAX_STOCK), nothing written.
  */
 enum MHD_Result products_handle_adjust_stock(struct http_request *req, const char *sku);
+
+/*
+ * DELETE /v1/products/{sku} (admin already checked): 204, the product marked
+ * deleted (its past order lines stay; checkouts get 422 unknown-sku, GET
+ * 404) and its tombstone emitted in the same statement; 404 when no product
+ * has this SKU or it is deleted already. A later PUT creates it anew.
+ */
+enum MHD_Result products_handle_delete(struct http_request *req, const char *sku);
 
 #endif

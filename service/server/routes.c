@@ -17,6 +17,7 @@ const struct route routes[] = {
     {"POST", "/v1/products/{sku}/stock-adjustments", ROUTE_STOCK_ADJUSTMENTS, validate_identifier, true,  true,  products_handle_adjust_stock},
     {"GET",  "/v1/products/{sku}",                   ROUTE_PRODUCT,           validate_identifier, false, false, products_handle_get},
     {"PUT",  "/v1/products/{sku}",                   ROUTE_PRODUCT,           validate_identifier, true,  true,  products_handle_put},
+    {"DELETE", "/v1/products/{sku}",                 ROUTE_PRODUCT,           validate_identifier, true,  false, products_handle_delete},
     {"PUT",  "/v1/limits/{group}",                   ROUTE_LIMIT,             validate_identifier, true,  true,  limits_handle_put},
     {"GET",  "/v1/orders/{id}",                      ROUTE_ORDER,             validate_uuid,       false, false, orders_handle_get},
     {"GET",  "/healthz",                             ROUTE_HEALTHZ,           NULL,                false, false, probes_handle_healthz},

@@ -10,6 +10,10 @@
  * transaction): the line's log says it, and the stock crossed the low-stock
  * threshold with this order when stock_after <= threshold < stock_after +
  * quantity, whatever came before or after it on the topic.
+ *
+ * A thread keeps the worker's own copy of the catalogue from the products
+ * topic (catalogue.h); the log names each SKU from it, and a product it says
+ * is deleted gets no low-stock warning (it will not be restocked).
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -18,6 +22,7 @@
 
 #include "checkout/errbuf.h"
 #include "checkout/log.h"
+#include "catalogue.h"
 #include "worker.h"
 
 static const struct db_stmt inventory_stmts[] = {
@@ -30,11 +35,15 @@ static const struct db_stmt inventory_stmts[] = {
      "  orders_seen = v.orders_seen + 1, "
      "  last_order_at = GREATEST(v.last_order_at, EXCLUDED.last_order_at), "
      /* the stock of the latest order wins, whatever order the events came in (migration 009) */
-     "  stock = CASE WHEN EXCLUDED.stock IS NOT NULL AND (v.stock_at IS NULL OR EXCLUDED.stock_at >= v.stock_at) "
+     "  stock = CASE WHEN EXCLUDED.stock IS NOT NULL AND (v.stock_at IS NULL OR EXCLUDED.stock_at >= "
+     "v.stock_at) "
      "    THEN EXCLUDED.stock ELSE v.stock END, "
-     "  stock_at = CASE WHEN EXCLUDED.stock IS NOT NULL AND (v.stock_at IS NULL OR EXCLUDED.stock_at >= v.stock_at) "
+     "  stock_at = CASE WHEN EXCLUDED.stock IS NOT NULL AND (v.stock_at IS NULL OR EXCLUDED.stock_at >= "
+     "v.stock_at) "
      "    THEN EXCLUDED.stock_at ELSE v.stock_at END "
-     "RETURNING units_sold"},
+     /* the catalogue (catalogue.c, from the products topic) names the SKU and says whether it is deleted */
+     "RETURNING units_sold, (SELECT c.name FROM inventory.catalogue c WHERE c.sku = v.sku), "
+     "  (SELECT c.deleted FROM inventory.catalogue c WHERE c.sku = v.sku)"},
     {NULL, NULL},
 };
 
@@ -66,21 +75,27 @@ static enum worker_result inventory_apply(struct worker *w, PGconn *conn, const 
 		snprintf(qty, sizeof(qty), "%d", it->quantity);
 		char stock[24];
 		snprintf(stock, sizeof(stock), "%lld", (long long)it->stock_after);
-		const char *add_params[] = {it->sku, qty, ev->created_at, it->stock_after >= 0 ? stock : NULL};
+		const char *add_params[] = {it->sku, qty, ev->created_at,
+					    it->stock_after >= 0 ? stock : NULL};
 		res = worker_exec(conn, "inventory_view_add", 4, add_params, rep);
 		if (!worker_res_ok(res))
 			goto out;
 		long long sold = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+		char name[256];
+		snprintf(name, sizeof(name), "%s", PQgetisnull(res, 0, 1) ? "" : PQgetvalue(res, 0, 1));
+		bool deleted = !strcmp(PQgetvalue(res, 0, 2), "t");
 		PQclear(res);
 		res = NULL;
 
 		long long left = it->stock_after;
-		append(line, sizeof(line), "%s%s x%d, ", i ? "; " : "", it->sku, it->quantity);
+		append(line, sizeof(line), "%s%s%s%s%s x%d, ", i ? "; " : "", it->sku, name[0] ? " (" : "",
+		       name, name[0] ? ")" : "", it->quantity);
 		if (left < 0) {
 			append(line, sizeof(line), "stock not in the event (%lld sold)", sold);
 		} else {
 			append(line, sizeof(line), "%lld left after this order (%lld sold)", left, sold);
-			if (left <= threshold && threshold < left + it->quantity)
+			/* a product deleted from the catalogue will not be restocked: no warning */
+			if (left <= threshold && threshold < left + it->quantity && !deleted)
 				append(warn, sizeof(warn), "%slow stock: %s down to %lld (threshold %d)",
 				       warn[0] ? "; " : "", it->sku, left, threshold);
 		}
@@ -107,7 +122,14 @@ static bool inventory_purge(PGconn *conn, char *err, size_t errlen)
 static bool inventory_start(struct worker *w)
 {
 	log_info("low-stock warning at %d units or fewer", w->cfg.low_stock_threshold);
-	return true;
+	w->state = catalogue_start(&w->cfg);
+	return w->state != NULL;
+}
+
+static void inventory_stop(struct worker *w)
+{
+	(void)catalogue_stop(w->state);
+	w->state = NULL;
 }
 
 static const struct worker_ops inventory_ops = {
@@ -116,6 +138,7 @@ static const struct worker_ops inventory_ops = {
     .start = inventory_start,
     .apply = inventory_apply,
     .purge = inventory_purge,
+    .stop = inventory_stop,
 };
 
 int main(int argc, char **argv)

@@ -441,12 +441,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
 /* How long a stopping worker tries to leave its group. */
 #define CLOSE_TIMEOUT_MS 5000
 
-/*
- * Leave the group, for at most CLOSE_TIMEOUT_MS: rd_kafka_consumer_close()
- * waits for the group coordinator, forever when the broker is gone.
- * Returns true once closed.
- */
-static bool consumer_close(rd_kafka_t *rk)
+bool worker_consumer_close(rd_kafka_t *rk)
 {
 	rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
 	if (!q)
@@ -775,7 +770,7 @@ out:
 	if (l.rk) {
 		/* leave the group at once; closing commits the stored offsets (auto-commit is on).
 		 * Not rd_kafka_commit(): a synchronous commit waits for the coordinator forever. */
-		if (consumer_close(l.rk)) {
+		if (worker_consumer_close(l.rk)) {
 			rd_kafka_destroy(l.rk);
 			log_info("stopped: %ld applied, %ld duplicates skipped, %ld dead letters; offsets "
 				 "committed, left the group",

@@ -27,6 +27,7 @@
 #ifndef CHECKOUT_WORKERS_WORKER_H
 #define CHECKOUT_WORKERS_WORKER_H
 
+#include <librdkafka/rdkafka.h>
 #include <libpq-fe.h>
 #include <stdbool.h>
 
@@ -119,6 +120,14 @@ PGresult *worker_exec(PGconn *conn, const char *stmt, int nparams, const char *c
 
 /* True when res is a success (rows or no rows). */
 bool worker_res_ok(const PGresult *res);
+
+/*
+ * Leave the consumer group, for at most 5 s: rd_kafka_consumer_close()
+ * waits for the group coordinator, forever when the broker is gone.
+ * Returns true once closed; the caller destroys rk either way (with
+ * RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE when it returned false).
+ */
+bool worker_consumer_close(rd_kafka_t *rk);
 
 /* True when the connection is unusable (broken, or the server going away). */
 bool worker_conn_broken(PGconn *conn, const PGresult *res);

@@ -17,6 +17,11 @@ static void set(rd_kafka_conf_t *conf, const char *name, const char *value)
 
 void topic_open(struct topic_reader *t, const char *bootstrap)
 {
+	topic_open_named(t, bootstrap, "orders");
+}
+
+void topic_open_named(struct topic_reader *t, const char *bootstrap, const char *name)
+{
 	char err[256], group[64];
 	memset(t, 0, sizeof(*t));
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
@@ -30,7 +35,7 @@ void topic_open(struct topic_reader *t, const char *bootstrap)
 	cr_assert(t->rk, "%s", err);
 	rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(3);
 	for (int p = 0; p < 3; p++)
-		rd_kafka_topic_partition_list_add(parts, "orders", p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+		rd_kafka_topic_partition_list_add(parts, name, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
 	cr_assert_eq(rd_kafka_assign(t->rk, parts), RD_KAFKA_RESP_ERR_NO_ERROR);
 	rd_kafka_topic_partition_list_destroy(parts);
 }
@@ -56,6 +61,8 @@ static void keep(struct topic_reader *t, rd_kafka_message_t *m)
 	rd_kafka_message_headers(m, &hdrs);
 	s->key = strndup(m->key ? m->key : "", m->key_len);
 	s->value = strndup(m->payload ? m->payload : "", m->len);
+	s->tombstone = m->payload == NULL;
+	s->ce_sequence = header(hdrs, "ce_sequence");
 	s->ce_specversion = header(hdrs, "ce_specversion");
 	s->ce_id = header(hdrs, "ce_id");
 	s->ce_source = header(hdrs, "ce_source");
@@ -125,6 +132,7 @@ void topic_close(struct topic_reader *t)
 		free(s->ce_type);
 		free(s->ce_time);
 		free(s->content_type);
+		free(s->ce_sequence);
 	}
 	free(t->msgs);
 	t->msgs = NULL;

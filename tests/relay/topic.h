@@ -7,8 +7,10 @@
 
 struct topic_msg {
 	char *key;
-	char *value;
+	char *value;	/* "" for a tombstone */
+	bool tombstone; /* no value at all (a deleted product) */
 	char *ce_specversion, *ce_id, *ce_source, *ce_type, *ce_time, *content_type; /* NULL if absent */
+	char *ce_sequence;							     /* a product's version */
 };
 
 struct topic_reader {
@@ -19,6 +21,9 @@ struct topic_reader {
 
 /* Assign every partition of "orders" from the first offset. Fails the test if it cannot. */
 void topic_open(struct topic_reader *t, const char *bootstrap);
+
+/* The same for the topic called name ("products"). */
+void topic_open_named(struct topic_reader *t, const char *bootstrap, const char *name);
 
 /* Read what arrives for ms milliseconds. */
 void topic_read(struct topic_reader *t, int ms);
