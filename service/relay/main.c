@@ -498,8 +498,9 @@ int main(int argc, char **argv)
 	if (!cfg.replay) {
 		/* the products trigger emits where this relay reads (010_products_as_events.sql) */
 		PGconn *conn = db_connect(cfg.database_url, NULL, err, sizeof(err));
-		bool ok = conn && events_mode_set(conn, cfg.events == EVENTS_WAL ? "wal" : "outbox", err,
-						  sizeof(err));
+		bool ok =
+		    conn && (cfg.events != EVENTS_WAL || db_wal_level_logical(conn, err, sizeof(err))) &&
+		    events_mode_set(conn, cfg.events == EVENTS_WAL ? "wal" : "outbox", err, sizeof(err));
 		PQfinish(conn);
 		if (!ok) {
 			log_error("%s", err);

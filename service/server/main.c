@@ -125,17 +125,6 @@ int main(int argc, char **argv)
 		log_error("%s", err);
 		goto out;
 	}
-	{
-		/* the products trigger emits where the checkout's events go (010_products_as_events.sql) */
-		PGconn *conn = db_connect(cfg.database_url, NULL, err, sizeof(err));
-		bool ok = conn && events_mode_set(conn, cfg.events == EVENTS_WAL ? "wal" : "outbox", err,
-						  sizeof(err));
-		PQfinish(conn);
-		if (!ok) {
-			log_error("%s", err);
-			goto out;
-		}
-	}
 	if (cfg.events == EVENTS_WAL) {
 		/* events written to a WAL no slot decodes would be lost: the slot must exist before
 		 * the first order, even when the relay has not started yet */
@@ -151,6 +140,17 @@ int main(int argc, char **argv)
 				  lost ? ": events in the WAL it lost were never published; see README, "
 					 "\"An invalidated slot\""
 				       : "");
+			goto out;
+		}
+	}
+	{
+		/* the products trigger emits where the checkout's events go (010_products_as_events.sql) */
+		PGconn *conn = db_connect(cfg.database_url, NULL, err, sizeof(err));
+		bool ok = conn && events_mode_set(conn, cfg.events == EVENTS_WAL ? "wal" : "outbox", err,
+						  sizeof(err));
+		PQfinish(conn);
+		if (!ok) {
+			log_error("%s", err);
 			goto out;
 		}
 	}
