@@ -520,7 +520,7 @@ Test(workers, inventory_and_analytics_rebuilds_end_equal_to_the_database)
 		for (int i = 0; i < 1500 && !testenv_exited(&workers[w], &status); i++)
 			testenv_sleep_ms(20);
 		cr_assert_eq(status, 0, "--rebuild ends by itself with 0; see %s", workers[w].log_path);
-		cr_expect_eq(testenv_count_log(&workers[w], "  rebuild done:"), 1);
+		cr_expect_eq(testenv_count_log(&workers[w], "rebuild done: 30 events applied"), 1);
 		cr_expect_eq(testenv_count_log(&workers[w], "duplicate event"), N,
 			     "the second copies are skipped");
 	}
