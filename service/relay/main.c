@@ -477,13 +477,10 @@ int main(int argc, char **argv)
 	if (!cfg.replay) {
 		/* the products trigger emits where this relay reads (010_products_as_events.sql) */
 		PGconn *conn = db_connect(cfg.database_url, NULL, err, sizeof(err));
-		bool ok = conn && events_mode_set(conn, cfg.events == EVENTS_WAL ? "wal" : "outbox", err,
-						  sizeof(err));
+		if (!conn ||
+		    !events_mode_set(conn, cfg.events == EVENTS_WAL ? "wal" : "outbox", err, sizeof(err)))
+			log_warn("%s; product changes made in plain SQL may not reach this relay", err);
 		PQfinish(conn);
-		if (!ok) {
-			log_error("%s", err);
-			goto out;
-		}
 	}
 
 	struct sigaction sa;
