@@ -6,20 +6,17 @@
 -- a change made in plain SQL (scripts/demo-catalogue.sql, a manual fix) all
 -- reach the topic when they commit and never when they roll back, and no
 -- writer can forget to (no dual write). The event goes where the events mode
--- says (events_mode, set by checkout-server and checkout-relay at start from
--- EVENTS): a transactional WAL message 'checkout/product.upserted' or
--- 'checkout/product.deleted' (EVENTS=wal), or an outbox row (EVENTS=outbox).
+-- says: the setting checkout.events, which checkout-server and checkout-relay
+-- set from EVENTS on the database at start (ALTER DATABASE ... SET, so plain
+-- SQL sessions follow it) and the server on its own sessions: a transactional
+-- WAL message 'checkout/product.upserted' or 'checkout/product.deleted'
+-- (wal, or not set), or an outbox row (outbox). A setting, not a table: a
+-- table read by every checkout's trigger under SERIALIZABLE took a predicate
+-- lock that made disjoint checkouts conflict (tests/server measured 3-5
+-- retries per 120 disjoint checkouts with it, 0 without).
 -- Its payload is the product as the API shows it plus version and
 -- updated_at; a deletion's payload is only sku, version and updated_at, and
 -- the relay publishes it as a tombstone (null value).
-
--- Which way events leave the database. One row; the server and the relay
--- write it at start (only when it differs, so it is not a write per start).
-CREATE TABLE events_mode (
-    id   boolean PRIMARY KEY DEFAULT true CHECK (id),
-    mode text NOT NULL CHECK (mode IN ('wal', 'outbox'))
-);
-INSERT INTO events_mode (mode) VALUES ('wal');
 
 -- Soft delete: DELETE /v1/products/{sku} sets deleted_at. A deleted product
 -- is unknown to checkouts and to GET; its sold lines keep referencing it
@@ -90,7 +87,7 @@ BEGIN
       RETURN NULL;
     END IF;
   END IF;
-  IF (SELECT mode FROM events_mode) = 'outbox' THEN
+  IF current_setting('checkout.events', true) = 'outbox' THEN
     INSERT INTO outbox (event_id, event_type, aggregate_id, payload)
     VALUES (p.sku || '@' || p.version, CASE WHEN deleted THEN 'product.deleted' ELSE 'product.upserted' END,
             p.sku, product_event_payload(p, deleted)::jsonb);

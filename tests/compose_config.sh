@@ -7,7 +7,7 @@ if ! command -v docker-compose >/dev/null 2>&1; then
 	exit 1
 fi
 out=$(docker-compose -f docker-compose.yml config)
-for service in postgres kafka migrate server relay email inventory analytics; do
+for service in postgres kafka topics migrate server relay email inventory analytics; do
 	printf '%s\n' "$out" | grep -q "^  $service:" || { echo "service $service missing" >&2; exit 1; }
 done
-echo "docker-compose.yml: valid, 8 services"
+echo "docker-compose.yml: valid, 9 services"

@@ -42,10 +42,12 @@ bool events_ensure_slot(PGconn *conn, const char *slot, bool replication, bool *
 			size_t errlen) __attribute__((warn_unused_result));
 
 /*
- * Record mode ("wal" or "outbox") in the one-row table events_mode, which
- * the products trigger reads to know where a product's event goes
- * (migrations/010_products_as_events.sql). Writes only when it differs.
- * Returns false with one line in err on failure.
+ * Make mode ("wal" or "outbox") the current database's default of the
+ * setting checkout.events (ALTER DATABASE ... SET, when it differs from what
+ * this session has), which the products trigger reads to know where a
+ * product's event goes (migrations/010_products_as_events.sql): so sessions
+ * opened later, plain SQL ones included, follow the mode. Returns false with
+ * one line in err on failure (e.g. not the database's owner).
  */
 bool events_mode_set(PGconn *conn, const char *mode, char *err, size_t errlen)
     __attribute__((warn_unused_result));

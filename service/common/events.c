@@ -110,12 +110,29 @@ bool events_ensure_slot(PGconn *conn, const char *slot, bool replication, bool *
 bool events_mode_set(PGconn *conn, const char *mode, char *err, size_t errlen)
 {
 	const char *params[] = {mode};
-	PGresult *res = PQexecParams(conn, "UPDATE events_mode SET mode = $1 WHERE mode IS DISTINCT FROM $1",
-				     1, NULL, params, NULL, NULL, 0);
-	bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
-	if (!ok)
-		errbuf_set(err, errlen, "recording the events mode %s: %s", mode,
-			   db_error_message(res, conn));
+	/* mode is "wal" or "outbox"; format() quotes both names anyway */
+	PGresult *res =
+	    PQexecParams(conn,
+			 "SELECT CASE WHEN current_setting('checkout.events', true) IS DISTINCT FROM $1 THEN"
+			 " (SELECT 1 FROM (SELECT set_config('checkout.events', $1, false)) s) END",
+			 1, NULL, params, NULL, NULL, 0);
+	bool ok = PQresultStatus(res) == PGRES_TUPLES_OK;
+	bool differs = ok && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0);
 	PQclear(res);
+	if (ok && differs) {
+		char sql[160];
+		snprintf(sql, sizeof(sql),
+			 "DO $$BEGIN EXECUTE format('ALTER DATABASE %%I SET checkout.events = %%L', "
+			 "current_database(), '%s'); END$$",
+			 strcmp(mode, "outbox") ? "wal" : "outbox");
+		res = PQexec(conn, sql);
+		ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+		if (!ok)
+			errbuf_set(err, errlen, "setting checkout.events = %s on the database: %s", mode,
+				   db_error_message(res, conn));
+		PQclear(res);
+	} else if (!ok) {
+		errbuf_set(err, errlen, "reading checkout.events: %s", PQerrorMessage(conn));
+	}
 	return ok;
 }

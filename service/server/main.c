@@ -144,15 +144,13 @@ int main(int argc, char **argv)
 		}
 	}
 	{
-		/* the products trigger emits where the checkout's events go (010_products_as_events.sql) */
+		/* the products trigger emits where the checkout's events go (010_products_as_events.sql);
+		 * the pool's sessions set it themselves, this is for plain SQL sessions */
 		PGconn *conn = db_connect(cfg.database_url, NULL, err, sizeof(err));
-		bool ok = conn && events_mode_set(conn, cfg.events == EVENTS_WAL ? "wal" : "outbox", err,
-						  sizeof(err));
+		if (!conn ||
+		    !events_mode_set(conn, cfg.events == EVENTS_WAL ? "wal" : "outbox", err, sizeof(err)))
+			log_warn("%s; product changes made in plain SQL may not reach the relay", err);
 		PQfinish(conn);
-		if (!ok) {
-			log_error("%s", err);
-			goto out;
-		}
 	}
 	srv.cfg = &cfg;
 	/*
@@ -165,8 +163,10 @@ int main(int argc, char **argv)
 	 */
 	char session[256];
 	snprintf(session, sizeof(session),
-		 "-c statement_timeout=%d -c lock_timeout=%d -c idle_in_transaction_session_timeout=%d",
-		 cfg.request_timeout_ms, cfg.request_timeout_ms / 2, cfg.request_timeout_ms);
+		 "-c statement_timeout=%d -c lock_timeout=%d -c idle_in_transaction_session_timeout=%d"
+		 " -c checkout.events=%s",
+		 cfg.request_timeout_ms, cfg.request_timeout_ms / 2, cfg.request_timeout_ms,
+		 cfg.events == EVENTS_WAL ? "wal" : "outbox");
 	srv.pool = db_pool_create(cfg.database_url, cfg.db_pool_size, statements, session);
 	if (!srv.pool) {
 		log_error("out of memory");

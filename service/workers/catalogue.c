@@ -308,7 +308,7 @@ static void *run(void *arg)
 			if (partitions > 0 && ended == partitions) {
 				c->rebuild_ok = true;
 				log_info(
-				    "catalogue: rebuild done: %ld applied, %ld older ignored, %ld skipped",
+				    "catalogue: rebuilt: %ld applied, %ld older ignored, %ld skipped",
 				    c->applied, c->stale, c->skipped);
 				break;
 			}

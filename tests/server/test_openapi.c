@@ -11,7 +11,8 @@
 
 static const char *const SEED = "INSERT INTO limit_groups VALUES ('gpu', 3);"
 				"INSERT INTO products (sku, name, price_cents, stock, limit_group) VALUES"
-				" ('apple', 'Apple', 120, 10, NULL);";
+				" ('apple', 'Apple', 120, 10, NULL),"
+				" ('discontinued', 'Discontinued', 100, 0, NULL);"; /* the DELETE's example */
 
 /* The example of path parameter name, looked up in the path's and the operation's parameters. */
 static const char *param_example(json_t *path_item, json_t *op, const char *name)

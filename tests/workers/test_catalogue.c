@@ -183,7 +183,7 @@ Test(catalogue, equals_the_database_after_concurrent_changes_and_checkouts_and_a
 	cr_expect(testenv_wait_log(&replay, "replayed 6 products", 1000), "see %s", replay.log_path);
 	testenv_spawn(&rebuild, "checkout-inventory", (const char *[]){"--rebuild", NULL}, env);
 	cr_expect_eq(testenv_stop(&rebuild, 0), 0, "the rebuild exits 0 when done; see %s", rebuild.log_path);
-	cr_expect(testenv_wait_log(&rebuild, "catalogue: rebuild done", 1000), "see %s", rebuild.log_path);
+	cr_expect(testenv_wait_log(&rebuild, "catalogue: rebuilt", 1000), "see %s", rebuild.log_path);
 	cr_expect_eq(testenv_query_long(db, differ_sql), 0, "equal again after the rebuild");
 }
 
