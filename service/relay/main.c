@@ -31,8 +31,9 @@
  * order in the database (created since TIME), rebuilt from the orders with
  * the same ce_id (the order id), in either mode; prints where its events
  * start on each partition ("replay.start=P:OFFSET,...", the topic's ends
- * before it read the first order) and "replayed N events", and exits. A view is rebuilt from the database
- * this way, not from the topic, which the embedded broker trims.
+ * before it read the first order) and "replayed N events", and exits. A
+ * view is rebuilt from the database this way (scripts/rebuild), not from
+ * the topic, which the embedded broker trims.
  */
 #include <errno.h>
 #include <signal.h>
