@@ -34,7 +34,8 @@
  * where its orders start on each partition ("replay.start=P:OFFSET,...", the
  * topic's ends before it read the first order), "replayed N events" (the
  * orders) and "replayed M products", and exits. A view is rebuilt from the
- * database this way, not from the topic, which the embedded broker trims.
+ * database this way (scripts/rebuild), not from the topic, which the
+ * embedded broker trims.
  */
 #include <errno.h>
 #include <signal.h>
