@@ -39,6 +39,11 @@ static const struct db_stmt catalogue_stmts_list[] = {
 			    "ON CONFLICT (sku) DO UPDATE SET version = EXCLUDED.version, deleted = true, "
 			    "  updated_at = EXCLUDED.updated_at "
 			    "WHERE c.version < EXCLUDED.version RETURNING sku"},
+    /* the inventory's dead letters, topic "products" (migrations/003_workers.sql) */
+    {"catalogue_dead_letter",
+     "INSERT INTO inventory.dead_letters (topic, partition, \"offset\", key, value, reason) "
+     "VALUES ($1, $2::integer, $3::bigint, $4::bytea, $5::bytea, $6) "
+     "ON CONFLICT (topic, partition, \"offset\") DO NOTHING"},
     {NULL, NULL},
 };
 static const struct db_stmt *const catalogue_stmts[] = {catalogue_stmts_list, NULL};
@@ -99,6 +104,27 @@ static char *header(const rd_kafka_message_t *m, const char *name)
 
 enum apply_result { APPLY_DONE, APPLY_SKIP, APPLY_RETRY };
 
+/* Keep a message that is itself bad, raw, with why; APPLY_RETRY when that cannot be written yet. */
+static enum apply_result dead_letter(struct catalogue *c, const rd_kafka_message_t *m, const char *why,
+				     char *rep, size_t replen)
+{
+	char partition[16], offset[32];
+	snprintf(partition, sizeof(partition), "%" PRId32, m->partition);
+	snprintf(offset, sizeof(offset), "%" PRId64, m->offset);
+	const char *params[] = {rd_kafka_topic_name(m->rkt), partition, offset, m->key, m->payload, why};
+	const int lengths[] = {0, 0, 0, (int)m->key_len, (int)m->len, 0};
+	const int formats[] = {0, 0, 0, 1, 1, 0};
+	PGresult *res = PQexecPrepared(c->conn, "catalogue_dead_letter", 6, params, lengths, formats, 0);
+	bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+	if (ok)
+		snprintf(rep, replen, "bad message skipped (recorded as dead letter): %s", why);
+	else
+		snprintf(rep, replen, "cannot record the dead letter (%s): %s", why,
+			 db_error_message(res, c->conn));
+	PQclear(res);
+	return ok ? APPLY_SKIP : APPLY_RETRY;
+}
+
 /* Write one message's effect. rep gets what happened, for the log. */
 static enum apply_result apply(struct catalogue *c, const rd_kafka_message_t *m, char *rep, size_t replen)
 {
@@ -113,7 +139,7 @@ static enum apply_result apply(struct catalogue *c, const rd_kafka_message_t *m,
 	char *end = NULL;
 	long long ver = version ? strtoll(version, &end, 10) : 0;
 	if (!sku || !*sku || !version || !*version || *end || ver <= 0) {
-		snprintf(rep, replen, "no key or no version (ce_sequence): skipped");
+		result = dead_letter(c, m, "no key, or no version in ce_sequence", rep, replen);
 		goto out;
 	}
 	if (!m->payload) {
@@ -126,8 +152,11 @@ static enum apply_result apply(struct catalogue *c, const rd_kafka_message_t *m,
 		       *st = json_object_get(v, "stock"), *group = json_object_get(v, "limit_group");
 		if (!json_is_string(name) || !json_is_integer(pr) || !json_is_integer(st) ||
 		    !(json_is_null(group) || json_is_string(group))) {
-			snprintf(rep, replen, "not a product (%s): skipped",
-				 v ? "a field is missing" : jerr.text);
+			char why[256];
+			snprintf(why, sizeof(why), "not a product: %s",
+				 v ? "name, price_cents, stock or limit_group missing or mistyped"
+				   : jerr.text);
+			result = dead_letter(c, m, why, rep, replen);
 			goto out;
 		}
 		snprintf(price, sizeof(price), "%" JSON_INTEGER_FORMAT, json_integer_value(pr));
@@ -148,9 +177,16 @@ static enum apply_result apply(struct catalogue *c, const rd_kafka_message_t *m,
 		goto out;
 	}
 	const char *state = db_sqlstate(res);
-	snprintf(rep, replen, "%s", db_error_message(res, c->conn));
+	const char *msg = db_error_message(res, c->conn);
 	/* bad data (class 22/23) will not get better by retrying; anything else is the system's */
-	result = state && (!strncmp(state, "22", 2) || !strncmp(state, "23", 2)) ? APPLY_SKIP : APPLY_RETRY;
+	if (state && (!strncmp(state, "22", 2) || !strncmp(state, "23", 2))) {
+		char why[512];
+		snprintf(why, sizeof(why), "%.*s", (int)strcspn(msg, "\n"), msg);
+		result = dead_letter(c, m, why, rep, replen);
+	} else {
+		snprintf(rep, replen, "%s", msg);
+		result = APPLY_RETRY;
+	}
 out:
 	if (result == APPLY_SKIP)
 		c->skipped++;
@@ -307,9 +343,8 @@ static void *run(void *arg)
 				ended += at_end[p];
 			if (partitions > 0 && ended == partitions) {
 				c->rebuild_ok = true;
-				log_info(
-				    "catalogue: rebuilt: %ld applied, %ld older ignored, %ld skipped",
-				    c->applied, c->stale, c->skipped);
+				log_info("catalogue: rebuilt: %ld applied, %ld older ignored, %ld skipped",
+					 c->applied, c->stale, c->skipped);
 				break;
 			}
 		}

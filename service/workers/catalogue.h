@@ -10,8 +10,9 @@
  * changes nothing, so no inbox is needed. The offset is stored only after the
  * row is written; a database failure retries the same message (100 ms
  * doubling to 5 s) without moving past it. A message without a key or a
- * version, or whose value is not a product, is logged and skipped (there is
- * no dead-letter table for it yet).
+ * version, whose value is not a product, or whose content breaks a data rule
+ * (SQLSTATE class 22/23) is kept raw in inventory.dead_letters (topic
+ * "products") and skipped.
  */
 #ifndef CHECKOUT_WORKERS_CATALOGUE_H
 #define CHECKOUT_WORKERS_CATALOGUE_H

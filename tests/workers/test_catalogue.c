@@ -202,6 +202,16 @@ static void produce(rd_kafka_t *p, const char *sku, long long version, const cha
 	cr_assert_eq(err, RD_KAFKA_RESP_ERR_NO_ERROR, "%s", rd_kafka_err2str(err));
 }
 
+/* A message with no version (no ce_sequence header): not a product event. */
+static void produce_unversioned(rd_kafka_t *p, const char *sku, const char *value)
+{
+	rd_kafka_resp_err_t err = rd_kafka_producev(
+	    p, RD_KAFKA_V_TOPIC("products"), RD_KAFKA_V_PARTITION(0), RD_KAFKA_V_KEY(sku, strlen(sku)),
+	    RD_KAFKA_V_VALUE((void *)value, strlen(value)), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+	    RD_KAFKA_V_HEADER("ce_type", "product.upserted", -1), RD_KAFKA_V_END);
+	cr_assert_eq(err, RD_KAFKA_RESP_ERR_NO_ERROR, "%s", rd_kafka_err2str(err));
+}
+
 Test(catalogue, a_redelivered_older_event_never_overwrites_a_newer_one)
 {
 	const char *env[] = {db_env, brokers_env, NULL};
@@ -221,6 +231,9 @@ Test(catalogue, a_redelivered_older_event_never_overwrites_a_newer_one)
 	produce(
 	    p, "mug", 100,
 	    "{\"sku\":\"mug\",\"name\":\"Mug again\",\"price_cents\":1,\"stock\":1,\"limit_group\":null}");
+	/* bad messages, dead-lettered and not in the way: no version, a value that is not a product */
+	produce_unversioned(p, "cup", "{\"sku\":\"cup\",\"name\":\"Cup\",\"price_cents\":1,\"stock\":1}");
+	produce(p, "cup", 7, "not json");
 	/* a tombstone of another SKU, newer than its upsert, and a marker after everything on the partition
 	 */
 	produce(p, "bowl", 10,
@@ -245,6 +258,11 @@ Test(catalogue, a_redelivered_older_event_never_overwrites_a_newer_one)
 	cr_expect_eq(testenv_query_long(db, "SELECT count(*) FROM inventory.catalogue WHERE sku = 'bowl'"
 					    " AND deleted AND version = 11"),
 		     1, "the newer tombstone deleted bowl");
+	cr_expect_eq(testenv_query_long(db,
+					"SELECT count(*) FROM inventory.dead_letters WHERE topic = 'products'"
+					" AND key = 'cup' AND value IS NOT NULL AND reason <> ''"),
+		     2, "two dead letters; see %s", inventory.log_path);
+	cr_expect_eq(testenv_query_long(db, "SELECT count(*) FROM inventory.catalogue WHERE sku = 'cup'"), 0);
 	cr_expect_eq(testenv_count_log(&inventory, "ignored"), 3,
 		     "three older or equal events ignored; see %s", inventory.log_path);
 	cr_expect_eq(testenv_stop(&inventory, SIGTERM), 0, "see %s", inventory.log_path);
