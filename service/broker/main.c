@@ -1,7 +1,10 @@
 /* checkout-broker: librdkafka's mock Kafka cluster on loopback.
  *
  * It speaks the real Kafka protocol to real librdkafka clients, but keeps
- * every message in memory: stopping it loses the topic. It prints its
+ * every message in memory: stopping it loses the topic. Per partition it
+ * keeps the newest 5 MiB or 100,000 produce batches and silently drops the
+ * oldest beyond that (fixed in the mock cluster), so views are rebuilt from
+ * the database (scripts/rebuild), not from the topic's beginning. It prints its
  * bootstrap address as "bootstrap.servers=HOST:PORT" on stdout (and into
  * --bootstrap-file when given). SIGUSR1 takes every broker down, SIGUSR2
  * brings them back: the tests use this to simulate an outage. SIGHUP toggles
@@ -136,7 +139,8 @@ int main(int argc, char **argv)
 	}
 	printf("bootstrap.servers=%s\n", bootstrap);
 	fflush(stdout);
-	log_info("mock Kafka cluster (in memory) listening on %s, topics %s and %s with %d partitions each",
+	log_info("mock Kafka cluster (in memory; each partition keeps its newest 5 MiB) listening on %s, "
+		 "topics %s and %s with %d partitions each",
 		 bootstrap, cfg.orders_topic, cfg.products_topic, cfg.partitions);
 
 	struct sigaction sa;

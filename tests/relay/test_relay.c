@@ -48,9 +48,24 @@ static void stop_cleanly(void)
 	testenv_stop_clean(&broker);
 }
 
+/* the wal_level=replica cluster of the test that starts one, stopped here if it failed early */
+static char replica_dir[256];
+
+static void replica_stop(void)
+{
+	char cmd[1024];
+	if (!replica_dir[0])
+		return;
+	snprintf(cmd, sizeof(cmd), "%s/tests/relay/replica_cluster.sh stop %s", CHECKOUT_SOURCE_DIR,
+		 replica_dir);
+	cr_expect_eq(system(cmd), 0, "%s", cmd);
+	replica_dir[0] = '\0';
+}
+
 static void teardown(void)
 {
 	stop_cleanly();
+	replica_stop();
 	orders_drop_slot(db);
 	PQfinish(db);
 	db = NULL;
@@ -409,7 +424,7 @@ Test(relay, survives_losing_its_database_connection)
 
 Test(relay, waits_for_a_database_that_is_not_there_yet)
 {
-	char name[64], sql[128], url[96], err[512];
+	char name[64], sql[256], url[96], err[512];
 	snprintf(name, sizeof(name), "t_relay_late_%d", (int)getpid());
 	snprintf(url, sizeof(url), "dbname=%s", name);
 	const char *args[] = {"--database-url", url, "--kafka-brokers", bootstrap, NULL};
@@ -417,11 +432,19 @@ Test(relay, waits_for_a_database_that_is_not_there_yet)
 	cr_assert(testenv_wait_log(&relay, "the database does not answer yet", 10000), "see %s",
 		  relay.log_path);
 
-	snprintf(sql, sizeof(sql), "CREATE DATABASE %s", name);
+	/* the database appears migrated, all at once (renamed into place): a relay that found it
+	 * before its tables would rightly complain */
+	char prep[96];
+	snprintf(sql, sizeof(sql), "CREATE DATABASE %s_prep", name);
 	testenv_exec(db, sql);
-	PGconn *late = testenv_db_connect(url);
+	snprintf(prep, sizeof(prep), "dbname=%s_prep", name);
+	PGconn *late = testenv_db_connect(prep);
 	int applied = 0;
 	cr_assert(migrate_run(late, CHECKOUT_MIGRATIONS_DIR, &applied, err, sizeof(err)), "%s", err);
+	PQfinish(late);
+	snprintf(sql, sizeof(sql), "ALTER DATABASE %s_prep RENAME TO %s", name, name);
+	testenv_exec(db, sql);
+	late = testenv_db_connect(url);
 	orders_seed(late);
 	char *id = orders_admit(late, "patient");
 	cr_expect(topic_wait_key(&topic, id, 20000), "the order is published once the database is there");
@@ -701,17 +724,22 @@ Test(relay, an_idle_slot_follows_the_wal_that_others_write)
 Test(relay, a_database_without_logical_decoding_gets_one_error_line_naming_wal_level, .timeout = 120)
 {
 	skip_unless_wal("the outbox mode needs no logical decoding");
-	char dir[256], script[512], cmd[1024], url[256], port[16];
+	char cmd[1024], url[256];
 	int p = testenv_free_port();
-	snprintf(port, sizeof(port), "%d", p);
-	snprintf(dir, sizeof(dir), "%s/replica-%d", CHECKOUT_TEST_TMP, (int)getpid());
-	snprintf(script, sizeof(script), "%s/tests/relay/replica_cluster.sh", CHECKOUT_SOURCE_DIR);
-	snprintf(cmd, sizeof(cmd), "%s start %s %s", script, dir, port);
+	/* under /tmp: as root the cluster belongs to postgres, who may not enter the build tree */
+	snprintf(replica_dir, sizeof(replica_dir), "/tmp/checkout-replica-%d", (int)getpid());
+	snprintf(cmd, sizeof(cmd), "%s/tests/relay/replica_cluster.sh start %s %d", CHECKOUT_SOURCE_DIR,
+		 replica_dir, p);
 	int started = system(cmd);
 	if (started != 0) {
-		snprintf(cmd, sizeof(cmd), "%s stop %s", script, dir);
-		cr_expect_eq(system(cmd), 0);
-		cr_assert_fail("a cluster with wal_level = replica did not start (%s/initdb.log)", dir);
+		char path[512];
+		snprintf(path, sizeof(path), "%s/initdb.log", replica_dir);
+		char *why = testenv_read_file(path);
+		cr_expect_fail("a cluster with wal_level = replica did not start: %s", why ? why : "");
+		free(why);
+		replica_stop();
+		stop_cleanly();
+		cr_assert_fail();
 	}
 	snprintf(url, sizeof(url), "host=127.0.0.1 port=%d user=postgres dbname=postgres", p);
 
@@ -731,7 +759,6 @@ Test(relay, a_database_without_logical_decoding_gets_one_error_line_naming_wal_l
 		cr_expect_eq(testenv_count_log(proc, "WARN"), 0, "and nothing else to worry about; see %s",
 			     proc->log_path);
 	}
-	snprintf(cmd, sizeof(cmd), "%s stop %s", script, dir);
-	cr_expect_eq(system(cmd), 0);
+	replica_stop();
 	stop_cleanly();
 }

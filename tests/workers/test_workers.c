@@ -979,5 +979,20 @@ Test(workers, a_rebuild_through_the_replay_is_complete_when_the_topic_lost_its_o
 	cr_expect_eq(testenv_count_log(&workers[ANALYTICS], "the broker dropped"), 1, "it says why");
 	cr_expect_eq(testenv_count_log(&workers[ANALYTICS], "view purged"), 0);
 	expect_analytics_equals_database();
+
+	/* a replay of nothing (an empty database): the rebuild starts at the ends and is done */
+	char ends[128] = "";
+	for (int p = 0; p < PARTITIONS; p++) {
+		int64_t low = 0, high = 0;
+		cr_assert_eq(rd_kafka_query_watermark_offsets(env.producer, "orders", p, &low, &high, 5000),
+			     0);
+		size_t used = strlen(ends);
+		snprintf(ends + used, sizeof(ends) - used, "%s%d:%lld", p ? "," : "", p, (long long)high);
+	}
+	const char *at_end[] = {"--rebuild", "--from-offsets", ends, NULL};
+	spawn_worker(INVENTORY, at_end, NULL);
+	cr_expect_eq(wait_exit(&workers[INVENTORY], 60000), 0, "see %s", workers[INVENTORY].log_path);
+	cr_expect_eq(testenv_count_log(&workers[INVENTORY], "rebuild done: 0 events applied"), 1, "see %s",
+		     workers[INVENTORY].log_path);
 	stop_cleanly();
 }
