@@ -36,6 +36,13 @@ enum config_naive_mode {
 	NAIVE_INTENT,
 };
 
+/* What checkout-race fires at (RACE_DESIGN): how it reads the outcome back. */
+enum config_race_design {
+	RACE_DATABASE,	   /* checkout-server: the orders are in PostgreSQL */
+	RACE_KAFKA_VIEW,   /* checkout-naive, NAIVE_MODE=view: its state via GET /v1/products/{sku} */
+	RACE_KAFKA_INTENT, /* checkout-naive, NAIVE_MODE=intent: likewise */
+};
+
 enum config_isolation {
 	ISOLATION_SERIALIZABLE,
 	ISOLATION_REPEATABLE_READ,
@@ -86,6 +93,7 @@ struct config {
 	int low_stock_threshold;
 	int summary_seconds;
 	bool rebuild;
+	char *rebuild_from; /* --from-offsets: "P:OFFSET,..." ("" = the beginning) */
 	bool print_totals;
 
 	/* broker */
@@ -97,7 +105,8 @@ struct config {
 	char *migrations_dir;
 
 	/* loadtest: the race tool (checkout-race) */
-	int race_scenario; /* 0 both, 1 last-item, 2 limited-drop */
+	int race_scenario; /* 0 all, 1 last-item, 2 limited-drop, 3 multi-item */
+	int race_design;   /* enum config_race_design */
 	int race_clients;
 	int race_rounds;
 	int race_stock;
@@ -116,9 +125,9 @@ struct config {
 	char *dashboard_listen;
 	char *server_metrics_url;
 	char *dashboard_groups; /* comma-separated consumer groups */
-	/* server and relay: enum config_events */
+	/* server, relay, analytics dashboard: enum config_events */
 	int events;
-	/* relay, WAL mode: replication slot ("" = checkout_<database>) and lag warning */
+	/* WAL mode (server, relay, dashboard): replication slot ("" = checkout_<database>) and lag warning */
 	char *slot;
 	int lag_warn_seconds;
 };

@@ -34,6 +34,10 @@ static const struct db_stmt check_stmts[] = {
 			"FROM (SELECT customer_id, sum(quantity) AS units FROM order_lines "
 			"WHERE limit_group = $1 GROUP BY customer_id) t, limit_groups g WHERE g.name = $1"},
     {"race_orders", "SELECT DISTINCT order_id::text FROM order_lines WHERE sku = ANY($1::text[])"},
+    /* orders holding part of a cart: a number of lines other than the carts had */
+    {"race_partial", "SELECT count(*) FROM (SELECT order_id FROM order_lines WHERE order_id IN "
+		     "(SELECT order_id FROM order_lines WHERE sku = ANY($1::text[])) "
+		     "GROUP BY order_id HAVING count(*) <> $2::int) t"},
     /* every outbox row since the mark that names one of the SKUs */
     {"race_outbox", "SELECT aggregate_id::text FROM outbox o WHERE o.id > $2 AND EXISTS "
 		    "(SELECT 1 FROM jsonb_array_elements(o.payload->'items') i "
@@ -200,12 +204,12 @@ out:
 	return ok;
 }
 
-bool check_round(PGconn *conn, char *const *skus, int n, int stock, const char *group,
+bool check_round(PGconn *conn, char *const *skus, int n, int stock, const char *group, int cart_lines,
 		 const struct race_result *results, int clients, long outbox_mark, struct check_round *out,
 		 struct race_set *admitted)
 {
 	bool ok = false;
-	char mark[24];
+	char mark[24], lines[16];
 	struct race_set answered = {0}, in_db = {0};
 	PGresult *res = NULL;
 	char *skus_lit = array_literal((const char *const *)skus, (size_t)n);
@@ -228,9 +232,17 @@ bool check_round(PGconn *conn, char *const *skus, int n, int stock, const char *
 		long sold = strtol(PQgetvalue(res, i, 2), NULL, 10);
 		out->stock += current < 0 || stock != current + sold;
 		out->oversold += sold > stock ? sold - stock : 0;
+		out->split += stock - current > sold ? stock - current - sold : 0; /* taken, in no order */
 		out->admitted_units += sold;
 	}
 	PQclear(res);
+
+	snprintf(lines, sizeof(lines), "%d", cart_lines);
+	const char *p_partial[] = {skus_lit, lines};
+	long partial = run_long(conn, "race_partial", 2, p_partial);
+	if (partial < 0)
+		goto out;
+	out->split += partial;
 
 	if (group) {
 		const char *p_group[] = {group};
@@ -280,6 +292,84 @@ out:
 	race_set_free(&answered);
 	race_set_free(&in_db);
 	return ok;
+}
+
+bool check_round_state(const char *url, char *const *skus, int n, int stock, const char *group,
+		       int per_customer, const struct race_cart *carts, const struct race_result *results,
+		       int clients, int wait_seconds, struct check_round *out)
+{
+	bool ok = false;
+	long *sold = calloc((size_t)n, sizeof(*sold)), *current = calloc((size_t)n, sizeof(*current));
+	long units = 0;
+
+	memset(out, 0, sizeof(*out));
+	out->orders = out->outbox = -1;
+	if (!sold || !current)
+		goto out;
+	/* what the 201 answers sold: the design keeps no orders to compare with */
+	for (int i = 0; i < clients; i++) {
+		if (results[i].verdict != VERDICT_ADMITTED)
+			continue;
+		for (int k = 0; k < carts[i].n; k++)
+			sold[carts[i].sku[k]]++;
+		units += carts[i].n;
+	}
+	for (time_t deadline = time(NULL) + wait_seconds;; usleep(100 * 1000)) {
+		bool settled = true;
+		if (!fire_read_stocks(url, skus, n, current))
+			goto out;
+		for (int k = 0; k < n; k++)
+			settled = settled && current[k] == stock - sold[k];
+		if (settled || time(NULL) >= deadline)
+			break;
+	}
+	for (int k = 0; k < n; k++) {
+		long taken = stock - current[k];
+		out->stock += current[k] < 0 || taken != sold[k];
+		out->oversold += sold[k] > stock ? sold[k] - stock : 0;
+		out->split += taken > sold[k] ? taken - sold[k] : 0; /* taken for a cart that was refused */
+		out->admitted_units += sold[k];
+	}
+	if (group) /* the round's one customer */
+		out->over_limit = units > per_customer ? units - per_customer : 0;
+	ok = true;
+out:
+	free(sold);
+	free(current);
+	return ok;
+}
+
+int check_partitions(const struct config *cfg)
+{
+	char errstr[512];
+	int count = -1;
+	const struct rd_kafka_metadata *md = NULL;
+	rd_kafka_topic_t *topic = NULL;
+	rd_kafka_conf_t *conf = kafka_conf_new(cfg);
+	rd_kafka_t *rk = conf ? rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr)) : NULL;
+
+	if (!rk) {
+		if (conf) {
+			rd_kafka_conf_destroy(conf);
+			log_error("topic: %s", errstr);
+		}
+		return -1;
+	}
+	topic = rd_kafka_topic_new(rk, cfg->orders_topic, NULL);
+	rd_kafka_resp_err_t err =
+	    topic ? rd_kafka_metadata(rk, 0, topic, &md, 10000) : RD_KAFKA_RESP_ERR__FAIL;
+	if (!err && (md->topic_cnt != 1 || md->topics[0].err))
+		err = md->topic_cnt == 1 ? md->topics[0].err : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
+	if (err)
+		log_error("topic %s: %s", cfg->orders_topic, rd_kafka_err2str(err));
+	else
+		count = md->topics[0].partition_cnt;
+	if (md)
+		rd_kafka_metadata_destroy(md);
+	if (topic)
+		rd_kafka_topic_destroy(topic);
+	rd_kafka_destroy(rk);
+	return count;
 }
 
 static double now_s(void)

@@ -2,8 +2,9 @@
  * invariants checked in PostgreSQL, on the topic and in the workers' tables.
  *
  * fire.c fires one round of requests at once from a pool of client threads;
- * check.c holds the SQL, the topic consumer and the worker checks; main.c
- * sets up each round's products, runs the scenarios and prints the table.
+ * check.c holds the SQL, the topic consumer, the worker checks and the
+ * checks of the kafka designs (checkout-naive); main.c sets up each round's
+ * products, runs the scenarios and prints the table.
  */
 #ifndef CHECKOUT_RACE_H
 #define CHECKOUT_RACE_H
@@ -30,6 +31,12 @@ struct race_result {
 	long status; /* HTTP status, 0 for a transport error */
 	char order_id[RACE_ID_LEN];
 	char problem[64]; /* last path segment of the problem type, or a transport error */
+};
+
+/* One client's cart in a round: indexes into the round's SKUs, one unit of each. */
+struct race_cart {
+	int n;
+	int sku[2];
 };
 
 /* A sorted set of order ids (uuid text). */
@@ -68,6 +75,13 @@ struct fire_pool *fire_pool_create(int clients, char *const *urls, int n_urls)
  */
 void fire_round(struct fire_pool *pool, char *const *bodies, struct race_result *results);
 
+/*
+ * The stock url's server reports for skus[0..n) (GET /v1/products/{sku}),
+ * into stocks[0..n). False (logged) when one cannot be read.
+ */
+bool fire_read_stocks(const char *url, char *const *skus, int n, long *stocks)
+    __attribute__((warn_unused_result));
+
 /* Stop the threads and free the pool. Accepts NULL. */
 void fire_pool_destroy(struct fire_pool *pool);
 
@@ -85,8 +99,9 @@ struct check_round {
 	long stock;	 /* SKUs below zero or where initial != current + sold */
 	long oversold;	 /* units sold beyond the initial stock, summed over SKUs */
 	long over_limit; /* units admitted beyond per_customer, summed over customers */
-	long orders;	 /* 201 answers without an order, plus orders never answered 201 */
-	long outbox;	 /* admitted orders without exactly one outbox row, plus strays */
+	long split; /* all-or-nothing broken: units taken for no admitted order, orders with part of a cart */
+	long orders; /* 201 answers without an order, plus orders never answered 201; -1: not checked */
+	long outbox; /* admitted orders without exactly one outbox row, plus strays; -1: not checked */
 	long admitted_units;
 };
 
@@ -105,15 +120,34 @@ bool check_setup(PGconn *conn, const char *group, int per_customer, char *const 
     __attribute__((warn_unused_result));
 
 /*
- * Check one round: skus[0..n) were created with `stock` units each, group is
- * their limit group (NULL for none), results[0..clients) are the answers.
- * Orders the database holds for these SKUs are added to *admitted. Outbox
- * rows are looked at from id > outbox_mark. Returns false on an SQL error
- * (logged).
+ * Check one round in the database (design database): skus[0..n) were
+ * created with `stock` units each, group is their limit group (NULL for
+ * none), every cart held cart_lines SKUs, results[0..clients) are the
+ * answers. Orders the database holds for these SKUs are added to *admitted.
+ * Outbox rows are looked at from id > outbox_mark. Returns false on an SQL
+ * error (logged).
  */
-bool check_round(PGconn *conn, char *const *skus, int n, int stock, const char *group,
+bool check_round(PGconn *conn, char *const *skus, int n, int stock, const char *group, int cart_lines,
 		 const struct race_result *results, int clients, long outbox_mark, struct check_round *out,
 		 struct race_set *admitted) __attribute__((warn_unused_result));
+
+/*
+ * Check one round of a kafka design, which writes no order to PostgreSQL:
+ * the admitted units come from the 201 answers (results[i] answers
+ * carts[i]), the stock from what the program at url believes
+ * (fire_read_stocks). With wait_seconds > 0 (the view design, whose view
+ * lags the topic) it reads again until every SKU's stock accounts for the
+ * admitted units or the time is up. per_customer applies when group is not
+ * NULL (one customer per round). orders and outbox are -1 (not checked).
+ * Returns false when the stock cannot be read (logged).
+ */
+bool check_round_state(const char *url, char *const *skus, int n, int stock, const char *group,
+		       int per_customer, const struct race_cart *carts, const struct race_result *results,
+		       int clients, int wait_seconds, struct check_round *out)
+    __attribute__((warn_unused_result));
+
+/* The partition count of cfg's orders topic on cfg's brokers, or -1 (logged). */
+int check_partitions(const struct config *cfg);
 
 /*
  * Consume the whole orders topic with a fresh consumer group and compare:

@@ -14,7 +14,8 @@ static const char *const log_formats[] = {"text", "json", NULL};
 static const char *const isolations[] = {"serializable", "repeatable-read", "read-committed", NULL};
 static const char *const events_modes[] = {"wal", "outbox", NULL};
 static const char *const naive_modes[] = {"view", "intent", NULL};
-static const char *const race_scenarios[] = {"both", "last-item", "limited-drop", NULL};
+static const char *const race_scenarios[] = {"all", "last-item", "limited-drop", "multi-item", NULL};
+static const char *const race_designs[] = {"database", "kafka-view", "kafka-intent", NULL};
 
 struct option {
 	const char *name; /* flag, without the leading dashes */
@@ -103,6 +104,9 @@ static const struct option options[] = {
 	 NULL, "analytics: seconds between summary lines"},
 	{"rebuild", NULL, OPT_BOOL, "false", CONFIG_WORKER, F(rebuild), 0, 0, NULL,
 	 "inventory, analytics: purge the view and replay the topic from the beginning"},
+	{"from-offsets", NULL, OPT_STRING, "", CONFIG_WORKER, F(rebuild_from), 0, 0, NULL,
+	 "with --rebuild: start at these offsets, P:OFFSET,... (what checkout-relay --replay prints as "
+	 "replay.start=) instead of the beginning; fails if the topic lost any of them"},
 	{"totals", NULL, OPT_BOOL, "false", CONFIG_WORKER, F(print_totals), 0, 0, NULL,
 	 "analytics: print the current figures and exit"},
 	{"partitions", "ORDERS_PARTITIONS", OPT_INT, "3", CONFIG_BROKER, F(partitions), 1, 1000, NULL,
@@ -113,8 +117,10 @@ static const struct option options[] = {
 	 "write the bootstrap address to this file too"},
 	{"migrations-dir", "MIGRATIONS_DIR", OPT_STRING, CHECKOUT_MIGRATIONS_DIR, CONFIG_MIGRATE,
 	 F(migrations_dir), 0, 0, NULL, "directory of NNN_name.sql files"},
-	{"scenario", "RACE_SCENARIO", OPT_CHOICE, "both", CONFIG_LOADTEST, F(race_scenario), 0, 0, race_scenarios,
-	 "race: last-item (lost update), limited-drop (write skew) or both"},
+	{"scenario", "RACE_SCENARIO", OPT_CHOICE, "all", CONFIG_LOADTEST, F(race_scenario), 0, 0, race_scenarios,
+	 "race: last-item (lost update), limited-drop (write skew), multi-item (all-or-nothing) or all"},
+	{"design", "RACE_DESIGN", OPT_CHOICE, "database", CONFIG_LOADTEST, F(race_design), 0, 0, race_designs,
+	 "race: what the URLs run: database (checkout-server), kafka-view or kafka-intent (checkout-naive)"},
 	{"clients", "RACE_CLIENTS", OPT_INT, "32", CONFIG_LOADTEST, F(race_clients), 1, 1000, NULL,
 	 "race: concurrent checkouts fired at once in each round"},
 	{"rounds", "RACE_ROUNDS", OPT_INT, "1", CONFIG_LOADTEST, F(race_rounds), 1, 100000, NULL,
@@ -144,10 +150,11 @@ static const struct option options[] = {
 	{"dashboard-groups", "DASHBOARD_GROUPS", OPT_STRING, "checkout-email,checkout-inventory,checkout-analytics",
 	 CONFIG_WORKER, F(dashboard_groups), 0, 0, NULL,
 	 "analytics dashboard: consumer groups whose lag it shows, comma-separated"},
-	{"events", "EVENTS", OPT_CHOICE, "wal", CONFIG_SERVER | CONFIG_RELAY, F(events), 0, 0, events_modes,
+	{"events", "EVENTS", OPT_CHOICE, "wal", CONFIG_SERVER | CONFIG_RELAY | CONFIG_WORKER, F(events), 0, 0, events_modes,
 	 "where order events go: wal (pg_logical_emit_message, streamed from a logical replication slot; "
-	 "needs wal_level = logical) or outbox (a table the relay polls); server and relay must agree"},
-	{"slot", "EVENTS_SLOT", OPT_STRING, "", CONFIG_SERVER | CONFIG_RELAY, F(slot), 0, 0, NULL,
+	 "needs wal_level = logical) or outbox (a table the relay polls); server and relay must agree "
+	 "(the analytics dashboard shows the relay's lag of that mode)"},
+	{"slot", "EVENTS_SLOT", OPT_STRING, "", CONFIG_SERVER | CONFIG_RELAY | CONFIG_WORKER, F(slot), 0, 0, NULL,
 	 "wal: the logical replication slot (empty: checkout_<database name>)"},
 	{"lag-warn-seconds", "RELAY_LAG_WARN_SECONDS", OPT_INT, "30", CONFIG_RELAY, F(lag_warn_seconds), 1, 86400,
 	 NULL, "wal: warn when the oldest unpublished commit is older than this"},

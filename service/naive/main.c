@@ -41,6 +41,7 @@
 #include "checkout/fiber.h"
 #include "checkout/kafka.h"
 #include "checkout/log.h"
+#include "checkout/partition.h"
 #include "http.h"
 #include "probes.h"
 #include "routes.h"
@@ -94,17 +95,9 @@ static const struct db_stmt naive_stmts[] = {
     {NULL, NULL},
 };
 
-static uint32_t fnv(const char *s)
-{
-	uint32_t h = 2166136261u;
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 16777619u;
-	return h;
-}
-
 static unsigned hash(const char *s)
 {
-	return fnv(s) % VIEW_BUCKETS;
+	return partition_hash(s) % VIEW_BUCKETS;
 }
 
 /* The product of sku, or NULL; view.mu held. */
@@ -403,10 +396,10 @@ out:
 	json_decref(in);
 }
 
-/* The partition of a SKU's intents. */
+/* The partition of a SKU's intents (the function checkout-race picks crossing carts by). */
 static int sku_partition(const char *sku)
 {
-	return (int)(fnv(sku) % (uint32_t)n_parts);
+	return partition_of(sku, n_parts);
 }
 
 /*
@@ -624,10 +617,37 @@ out:
 	return ret;
 }
 
+/*
+ * GET /v1/products/{sku}: what this design believes of the SKU: the view's
+ * stock (mode view: below zero once oversold), or that of the decider of its
+ * partition (mode intent). checkout-race reads it after a round, since this
+ * program writes no order to PostgreSQL. Only sku, price_cents, stock and
+ * limit_group; 404 for a SKU the catalogue does not have.
+ */
+static enum MHD_Result naive_product(struct http_request *req, const char *sku)
+{
+	enum MHD_Result ret = MHD_NO;
+	if (!view_load(req, sku, &ret))
+		return ret;
+	pthread_mutex_lock(&view.mu);
+	const struct product *p = mode == NAIVE_INTENT ? product_find(&parts[sku_partition(sku)], sku) : NULL;
+	if (!p) /* no intent for it yet: the catalogue's row */
+		p = product_find(&view.t, sku);
+	json_t *body = p ? json_pack("{s:s, s:I, s:I, s:s?}", "sku", sku, "price_cents",
+				     (json_int_t)p->price_cents, "stock", (json_int_t)p->stock, "limit_group",
+				     p->limit_group[0] ? p->limit_group : NULL)
+			 : NULL;
+	pthread_mutex_unlock(&view.mu);
+	if (!p)
+		return http_reply_problem(req, 404, "not-found", "No product has this SKU.", NULL);
+	return http_reply_json(req, 200, body, NULL);
+}
+
 // clang-format off
 const struct route routes[] = {
-    {"POST", "/v1/checkout", ROUTE_CHECKOUT, NULL, false, true,  naive_checkout},
-    {"GET",  "/healthz",     ROUTE_HEALTHZ,  NULL, false, false, probes_handle_healthz},
+    {"POST", "/v1/checkout",       ROUTE_CHECKOUT, NULL,                false, true,  naive_checkout},
+    {"GET",  "/v1/products/{sku}", ROUTE_PRODUCT,  validate_identifier, false, false, naive_product},
+    {"GET",  "/healthz",           ROUTE_HEALTHZ,  NULL,                false, false, probes_handle_healthz},
     {NULL, NULL, ROUTE_UNKNOWN, NULL, false, false, NULL},
 };
 // clang-format on

@@ -31,8 +31,10 @@
  * order in the database (created since TIME), rebuilt from the orders with
  * the same ce_id (the order id), in either mode, then the latest event of
  * every product (changed since TIME; a tombstone for a deleted one); prints
- * "replayed N events" (the orders) and "replayed M products", and exits. A
- * view is rebuilt from the database this way, not from the topic, which the
+ * where its orders start on each partition ("replay.start=P:OFFSET,...", the
+ * topic's ends before it read the first order), "replayed N events" (the
+ * orders) and "replayed M products", and exits. A view is rebuilt from the
+ * database this way (scripts/rebuild), not from the topic, which the
  * embedded broker trims.
  */
 #include <errno.h>
@@ -60,6 +62,8 @@
 #define BACKOFF_MAX_MS 5000
 /* a replay cursor: an order id, or a SKU (at most 64 characters of up to 4 bytes) */
 #define REPLAY_CURSOR_MAX 260
+#define REPLAY_MAX_PARTITIONS 1024
+#define REPLAY_OFFSETS_MS 30000 /* how long --replay waits for the broker to tell the offsets */
 
 static volatile sig_atomic_t stop_requested;
 
@@ -439,16 +443,34 @@ static int relay_replay(struct relay *r)
 		log_error("cannot replay: %s", r->conn ? "no Kafka producer" : err);
 		return EXIT_FAILURE;
 	}
+	/* Where the replay starts on each partition, taken before the first order is read: an
+	 * order committed later is on the topic after these offsets too (the running relay
+	 * publishes it), so reading from them rebuilds a view from the database alone, whatever
+	 * the broker dropped before. */
+	int64_t start[REPLAY_MAX_PARTITIONS];
+	int partitions =
+	    publisher_end_offsets(r->pub, start, REPLAY_MAX_PARTITIONS, REPLAY_OFFSETS_MS, err, sizeof(err));
+	if (partitions < 0) {
+		log_error("cannot replay: %s", err);
+		return EXIT_FAILURE;
+	}
 	if (!relay_replay_pages(r, outbox_replay_page, "00000000-0000-0000-0000-000000000000", &total) ||
 	    !relay_replay_pages(r, outbox_replay_products_page, "", &products)) {
 		if (stop_requested)
 			log_warn("replay interrupted after %lu events and %lu products", total, products);
 		return EXIT_FAILURE;
 	}
+	char offsets[REPLAY_MAX_PARTITIONS * 24] = "";
+	size_t used = 0;
+	for (int p = 0; p < partitions && used < sizeof(offsets) - 24; p++)
+		used += (size_t)snprintf(offsets + used, sizeof(offsets) - used, "%s%d:%lld", p ? "," : "", p,
+					 (long long)start[p]);
 	/* "replayed N events" counts the orders, as before products were replayed */
-	log_info("replayed %lu events%s%s", total, *r->cfg->since ? " created since " : "", r->cfg->since);
+	log_info("replayed %lu events%s%s, from offsets %s", total, *r->cfg->since ? " created since " : "",
+		 r->cfg->since, offsets);
 	log_info("replayed %lu products", products);
-	printf("replayed %lu events\nreplayed %lu products\n", total, products);
+	/* for scripts/rebuild: a worker's --rebuild --from-offsets reads the replay from there */
+	printf("replay.start=%s\nreplayed %lu events\nreplayed %lu products\n", offsets, total, products);
 	return EXIT_SUCCESS;
 }
 
@@ -477,8 +499,10 @@ int main(int argc, char **argv)
 	if (!cfg.replay) {
 		/* the products trigger emits where this relay reads (010_products_as_events.sql) */
 		PGconn *conn = db_connect(cfg.database_url, NULL, err, sizeof(err));
+		/* with EVENTS=wal on a database without logical decoding, wal.c says so (one ERROR) */
 		if (!conn ||
-		    !events_mode_set(conn, cfg.events == EVENTS_WAL ? "wal" : "outbox", err, sizeof(err)))
+		    ((cfg.events != EVENTS_WAL || db_wal_level_logical(conn, err, sizeof(err))) &&
+		     !events_mode_set(conn, cfg.events == EVENTS_WAL ? "wal" : "outbox", err, sizeof(err))))
 			log_warn("%s; product changes made in plain SQL may not reach this relay", err);
 		PQfinish(conn);
 	}

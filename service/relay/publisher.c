@@ -32,6 +32,8 @@ struct publisher {
 	rd_kafka_resp_err_t *results;
 	rd_kafka_resp_err_t first_error;
 	rd_kafka_resp_err_t last_error; /* what publisher_last_error reports */
+	void (*tick)(void *arg);	/* called while publisher_send waits */
+	void *tick_arg;
 };
 
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
@@ -103,6 +105,12 @@ void publisher_free(struct publisher *pub)
 	free(pub);
 }
 
+void publisher_set_tick(struct publisher *pub, void (*tick)(void *arg), void *arg)
+{
+	pub->tick = tick;
+	pub->tick_arg = arg;
+}
+
 rd_kafka_resp_err_t publisher_last_error(const struct publisher *pub)
 {
 	return pub->last_error;
@@ -117,6 +125,47 @@ int publisher_timeout_ms(const struct publisher *pub)
 {
 	(void)pub;
 	return MESSAGE_TIMEOUT_MS + REPORT_GRACE_MS;
+}
+
+int publisher_end_offsets(struct publisher *pub, int64_t *offsets, int max, int timeout_ms, char *err,
+			  size_t errlen)
+{
+	long long deadline = monotonic_ms() + timeout_ms;
+	rd_kafka_topic_t *topic = rd_kafka_topic_new(pub->rk, pub->topic, NULL);
+	rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR__TIMED_OUT;
+	int n = -1;
+
+	if (!topic) {
+		snprintf(err, errlen, "topic %s: %s", pub->topic, rd_kafka_err2str(rd_kafka_last_error()));
+		return -1;
+	}
+	while (n < 0 && monotonic_ms() < deadline) {
+		const struct rd_kafka_metadata *md = NULL;
+		e = rd_kafka_metadata(pub->rk, 0, topic, &md, 1000);
+		if (!e && md->topic_cnt == 1 && !md->topics[0].err) {
+			int count = md->topics[0].partition_cnt;
+			n = count > max ? max : count;
+		} else if (!e) {
+			e = md->topic_cnt == 1 ? md->topics[0].err : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
+		}
+		if (md)
+			rd_kafka_metadata_destroy(md);
+	}
+	for (int p = 0; p < n; p++) {
+		int64_t low, high;
+		long long left = deadline - monotonic_ms();
+		e = rd_kafka_query_watermark_offsets(pub->rk, pub->topic, p, &low, &high,
+						     left > 1000 ? (int)left : 1000);
+		if (e) {
+			n = -1;
+			break;
+		}
+		offsets[p] = high;
+	}
+	rd_kafka_topic_destroy(topic);
+	if (n < 0)
+		snprintf(err, errlen, "the end offsets of %s: %s", pub->topic, rd_kafka_err2str(e));
+	return n;
 }
 
 /*
@@ -208,6 +257,8 @@ int publisher_send(struct publisher *pub, const struct outbox_batch *batch, bool
 		if (left <= 0)
 			break;
 		rd_kafka_flush(pub->rk, (int)(left > 100 ? 100 : left));
+		if (pub->tick && pub->reported < produced)
+			pub->tick(pub->tick_arg);
 	}
 	if (pub->reported < produced) {
 		/* should not happen (the message timeout is shorter); give them up explicitly so a

@@ -422,6 +422,9 @@ static bool handle_copy(struct wal_relay *r, const char *buf, int len)
 
 /* ---- publishing ---------------------------------------------------------- */
 
+static void wal_stats(struct wal_relay *r, bool force);
+static struct publisher *wal_publisher_new(struct wal_relay *r);
+
 /* Keep only the rows not delivered among the first `count`, followed by the rest. */
 static int batch_keep_undelivered(struct wal_relay *r, int count)
 {
@@ -455,7 +458,7 @@ static bool publish_committed(struct wal_relay *r)
 	while (r->committed > 0) {
 		if (*r->stop)
 			return false;
-		if (!r->pub && !(r->pub = publisher_new(r->cfg))) {
+		if (!r->pub && !(r->pub = wal_publisher_new(r))) {
 			nap_ms(r, 1000);
 			continue;
 		}
@@ -496,6 +499,8 @@ static bool publish_committed(struct wal_relay *r)
 		backoff_ms =
 		    backoff_ms ? (backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff_ms * 2) : 250;
 		nap_ms(r, backoff_ms);
+		/* this loop can last as long as the outage: the numbers and the warning go on */
+		wal_stats(r, false);
 	}
 	if (r->committed_end > r->confirmed)
 		r->confirmed = r->committed_end;
@@ -550,6 +555,22 @@ static void wal_stats(struct wal_relay *r, bool force)
 			 secs > 0 ? (double)delta / secs : 0.0, bytes, seconds);
 	r->stats_ms = now;
 	r->published_at_stats = r->published;
+}
+
+/* While a batch waits for its delivery reports (up to 13 s when the broker is gone):
+ * the stats line, the lag warning and the metrics go on. */
+static void wal_tick(void *arg)
+{
+	wal_stats(arg, false);
+}
+
+/* A producer whose waits keep the numbers going; NULL (logged) on failure. */
+static struct publisher *wal_publisher_new(struct wal_relay *r)
+{
+	struct publisher *pub = publisher_new(r->cfg);
+	if (pub)
+		publisher_set_tick(pub, wal_tick, r);
+	return pub;
 }
 
 /* ---- the loop ------------------------------------------------------------ */
@@ -626,7 +647,7 @@ int wal_run(const struct config *cfg, struct relay_metrics *metrics, volatile si
 			backoff_ms = 0;
 			/* after the checks, so a database that cannot serve the slot is the only complaint */
 			if (!r.pub)
-				r.pub = publisher_new(cfg);
+				r.pub = wal_publisher_new(&r);
 		}
 		if (pump(&r) && r.committed > 0)
 			publish_committed(&r);

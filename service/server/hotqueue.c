@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "checkout/fiber.h"
+#include "checkout/partition.h"
 
 struct hotqueue {
 	unsigned long waits;
@@ -29,12 +30,10 @@ void hotqueue_hold_init(struct hotqueue_hold *hold)
 	memset(hold, 0, sizeof(*hold));
 }
 
-/* FNV-1a: SKUs like "sku-00042" differ in their last bytes, which it mixes well */
+/* the SKU hash every program shares, its high bits folded into the stripe bits */
 static unsigned hotqueue_stripe(const char *sku)
 {
-	uint32_t h = 2166136261u;
-	for (const unsigned char *p = (const unsigned char *)sku; *p; p++)
-		h = (h ^ *p) * 16777619u;
+	uint32_t h = partition_hash(sku);
 	h ^= h >> 15;
 	return h & (HOTQUEUE_STRIPES - 1);
 }

@@ -125,15 +125,6 @@ int main(int argc, char **argv)
 		log_error("%s", err);
 		goto out;
 	}
-	{
-		/* the products trigger emits where the checkout's events go (010_products_as_events.sql);
-		 * the pool's sessions set it themselves, this is for plain SQL sessions */
-		PGconn *conn = db_connect(cfg.database_url, NULL, err, sizeof(err));
-		if (!conn ||
-		    !events_mode_set(conn, cfg.events == EVENTS_WAL ? "wal" : "outbox", err, sizeof(err)))
-			log_warn("%s; product changes made in plain SQL may not reach the relay", err);
-		PQfinish(conn);
-	}
 	if (cfg.events == EVENTS_WAL) {
 		/* events written to a WAL no slot decodes would be lost: the slot must exist before
 		 * the first order, even when the relay has not started yet */
@@ -151,6 +142,15 @@ int main(int argc, char **argv)
 				       : "");
 			goto out;
 		}
+	}
+	{
+		/* the products trigger emits where the checkout's events go (010_products_as_events.sql);
+		 * the pool's sessions set it themselves, this is for plain SQL sessions */
+		PGconn *conn = db_connect(cfg.database_url, NULL, err, sizeof(err));
+		if (!conn ||
+		    !events_mode_set(conn, cfg.events == EVENTS_WAL ? "wal" : "outbox", err, sizeof(err)))
+			log_warn("%s; product changes made in plain SQL may not reach the relay", err);
+		PQfinish(conn);
 	}
 	srv.cfg = &cfg;
 	/*

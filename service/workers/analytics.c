@@ -4,7 +4,8 @@
  * to its minute in analytics.minutes (the minute of the order's created_at)
  * and to each of its SKUs in analytics.skus. Every --summary-seconds a
  * summary line is logged; --totals prints the current figures and exits;
- * --rebuild purges the figures and replays the topic from the beginning.
+ * --rebuild purges the figures and applies the topic again from the
+ * beginning, or from --from-offsets (a replay's start: scripts/rebuild).
  * With --dashboard-listen it also serves the live dashboard (dashboard.h).
  */
 #include <stdio.h>

@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "checkout/db.h"
+#include "checkout/events.h"
 #include "checkout/httpd.h"
 #include "checkout/kafka.h"
 #include "checkout/log.h"
@@ -43,9 +44,20 @@ static const struct db_stmt dashboard_stmts[] = {
      "   FROM analytics.skus ORDER BY units DESC, sku LIMIT 10) t),"
      " 'low_stock', (SELECT coalesce(json_agg(t), '[]') FROM (SELECT sku, stock, units_sold"
      "   FROM inventory.stock_view WHERE stock <= $1::integer ORDER BY stock, sku LIMIT 50) t),"
-     " 'relay', (SELECT json_build_object('pending', count(*),"
+     /* the relay's lag: in the WAL mode ($2) its slot ($3): the WAL between the server's end
+      * and what the relay confirmed, whether a relay streams it, and the walsender's view of
+      * it (pg_stat_replication: the last flush's lag, when the relay last answered); in the
+      * outbox mode the rows not yet published */
+     " 'relay', CASE WHEN $2 = 'wal' THEN (SELECT json_build_object('mode', 'wal', 'slot', $3::text,"
+     "   'exists', s.slot_name IS NOT NULL, 'active', coalesce(s.active, false),"
+     "   'lag_bytes', coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), s.confirmed_flush_lsn), 0)::bigint,"
+     "   'flush_lag_seconds', coalesce(extract(epoch FROM r.flush_lag), 0),"
+     "   'reply_seconds', extract(epoch FROM now() - r.reply_time))"
+     "   FROM (SELECT 1) one LEFT JOIN pg_replication_slots s ON s.slot_name = $3::text"
+     "   LEFT JOIN pg_stat_replication r ON r.pid = s.active_pid)"
+     "  ELSE (SELECT json_build_object('mode', 'outbox', 'pending', count(*),"
      "   'oldest_seconds', coalesce(extract(epoch FROM now() - min(created_at)), 0))"
-     "   FROM public.outbox WHERE published_at IS NULL),"
+     "   FROM public.outbox WHERE published_at IS NULL) END,"
      " 'workers', json_build_array("
      "   (SELECT json_build_object('worker', 'email', 'dead_letters', (SELECT count(*) FROM "
      "email.dead_letters),"
@@ -81,7 +93,8 @@ static const char *const series_names[N_SERIES] = {"admitted", "out_of_stock", "
 struct collector {
 	PGconn *conn;
 	char db_error[256];
-	rd_kafka_t *meta; /* watermarks */
+	char slot[EVENTS_SLOT_MAX]; /* EVENTS=wal: the relay's slot */
+	rd_kafka_t *meta;	    /* watermarks */
 	rd_kafka_t *groups[MAX_GROUPS];
 	char *group_names[MAX_GROUPS];
 	int n_groups;
@@ -140,10 +153,17 @@ static json_t *collect_db(struct dashboard *d)
 			return NULL;
 		/* a dashboard query must never hold on: bounded like every other wait */
 		PQclear(PQexec(c->conn, "SET statement_timeout = 2000"));
+		c->slot[0] = '\0';
+		if (d->cfg->events == EVENTS_WAL &&
+		    !events_slot_name(c->conn, d->cfg->slot, c->slot, c->db_error, sizeof(c->db_error))) {
+			PQfinish(c->conn);
+			c->conn = NULL;
+			return NULL;
+		}
 	}
 	snprintf(threshold, sizeof(threshold), "%d", d->cfg->low_stock_threshold);
-	const char *params[] = {threshold};
-	PGresult *res = PQexecPrepared(c->conn, "dashboard_snapshot", 1, params, NULL, NULL, 0);
+	const char *params[] = {threshold, d->cfg->events == EVENTS_WAL ? "wal" : "outbox", c->slot};
+	PGresult *res = PQexecPrepared(c->conn, "dashboard_snapshot", 3, params, NULL, NULL, 0);
 	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
 		json_error_t jerr;
 		doc = json_loads(PQgetvalue(res, 0, 0), 0, &jerr);

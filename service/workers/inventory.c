@@ -5,7 +5,7 @@
  * database of its own. The view (inventory.stock_view) counts units sold,
  * orders seen and the last order time per SKU, keeps the stock the latest
  * order left (migration 009), and can be thrown away and
- * rebuilt from the topic (--rebuild). Each line of an event carries the
+ * rebuilt (--rebuild; from the database's events: scripts/rebuild). Each line of an event carries the
  * SKU's stock after that order (stock_after, written by the same
  * transaction): the line's log says it, and the stock crossed the low-stock
  * threshold with this order when stock_after <= threshold < stock_after +

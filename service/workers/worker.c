@@ -104,6 +104,9 @@ struct loop {
 	bool rebuild;
 	int partitions;
 	bool *at_end;
+	/* --rebuild --from-offsets: where each partition starts, until its first message came
+	 * (then -1); NULL: from the beginning */
+	int64_t *from;
 	long applied, duplicates, dead;
 };
 
@@ -497,6 +500,8 @@ static rd_kafka_t *loop_consumer(struct loop *l)
 		return NULL;
 	}
 	rd_kafka_poll_set_consumer(rk);
+	if (*cfg->rebuild_from)
+		return rk; /* assigned its partitions and offsets later (loop_assign_from) */
 	rd_kafka_topic_partition_list_t *subs = rd_kafka_topic_partition_list_new(1);
 	rd_kafka_topic_partition_list_add(subs, cfg->orders_topic, RD_KAFKA_PARTITION_UA);
 	rd_kafka_resp_err_t kerr = rd_kafka_subscribe(rk, subs);
@@ -538,8 +543,10 @@ static bool loop_purge(struct loop *l)
 		PGconn *conn = l->w->conn;
 		if (loop_command(conn, "BEGIN", &rep) && l->w->ops->purge(conn, err, sizeof(err)) &&
 		    loop_command(conn, "COMMIT", &rep)) {
-			log_info("rebuild: view purged; replaying %s from the beginning as group %s",
-				 l->w->cfg.orders_topic, l->group);
+			log_info("rebuild: view purged; replaying %s from %s%s as group %s",
+				 l->w->cfg.orders_topic,
+				 *l->w->cfg.rebuild_from ? "offsets " : "the beginning",
+				 l->w->cfg.rebuild_from, l->group);
 			return true;
 		}
 		if (!worker_conn_broken(conn, NULL)) {
@@ -549,6 +556,107 @@ static bool loop_purge(struct loop *l)
 		loop_db_failed(l, err[0] ? err : rep.line);
 		nap(200);
 	}
+	return false;
+}
+
+/*
+ * --from-offsets "P:OFFSET,...": fill l->from with every partition's start.
+ * False (logged) when the text is not that, or leaves a partition out.
+ */
+static bool loop_parse_from(struct loop *l, const char *text)
+{
+	l->from = malloc((size_t)l->partitions * sizeof(*l->from));
+	if (!l->from)
+		return false;
+	for (int p = 0; p < l->partitions; p++)
+		l->from[p] = -1;
+	const char *s = text;
+	while (*s) {
+		char *end;
+		errno = 0;
+		long p = strtol(s, &end, 10);
+		if (end == s || *end != ':' || p < 0 || p >= l->partitions || errno)
+			goto bad;
+		s = end + 1;
+		long long off = strtoll(s, &end, 10);
+		if (end == s || off < 0 || errno || (*end && *end != ','))
+			goto bad;
+		l->from[p] = off;
+		s = *end ? end + 1 : end;
+	}
+	for (int p = 0; p < l->partitions; p++)
+		if (l->from[p] < 0) {
+			log_error("--from-offsets %s: partition %d of %d is missing (each needs P:OFFSET)",
+				  text, p, l->partitions);
+			return false;
+		}
+	return true;
+bad:
+	log_error("--from-offsets %s: expected P:OFFSET,... with 0 <= P < %d (what checkout-relay --replay "
+		  "prints as replay.start=)",
+		  text, l->partitions);
+	return false;
+}
+
+/*
+ * A rebuild that starts past an offset the broker already dropped would come
+ * out short without knowing it: say so and fail instead. True when every
+ * partition still holds its start.
+ */
+static bool loop_from_still_held(struct loop *l)
+{
+	for (int p = 0; p < l->partitions; p++) {
+		int64_t low = 0, high = 0;
+		rd_kafka_resp_err_t e =
+		    rd_kafka_query_watermark_offsets(l->rk, l->w->cfg.orders_topic, p, &low, &high, 10000);
+		if (e) {
+			log_error("rebuild: cannot ask the broker for partition %d's offsets: %s", p,
+				  rd_kafka_err2str(e));
+			return false;
+		}
+		if (low > l->from[p]) {
+			log_error(
+			    "rebuild: partition %d now starts at offset %lld, past %lld where the replay "
+			    "began: the broker dropped %lld of its events; the view would come out short "
+			    "(replay again, then rebuild at once)",
+			    p, (long long)low, (long long)l->from[p], (long long)(low - l->from[p]));
+			return false;
+		}
+	}
+	return true;
+}
+
+/* --from-offsets: take every partition, each from its offset. */
+static bool loop_assign_from(struct loop *l)
+{
+	rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(l->partitions);
+	if (!list)
+		return false;
+	for (int p = 0; p < l->partitions; p++)
+		rd_kafka_topic_partition_list_add(list, l->w->cfg.orders_topic, p)->offset = l->from[p];
+	rd_kafka_resp_err_t e = rd_kafka_assign(l->rk, list);
+	rd_kafka_topic_partition_list_destroy(list);
+	if (e)
+		log_error("rebuild: cannot assign the partitions: %s", rd_kafka_err2str(e));
+	return !e;
+}
+
+/*
+ * --from-offsets: the first message of a partition must be at its start; a
+ * later one means the broker dropped the start meanwhile. False (logged) then.
+ */
+static bool loop_from_check(struct loop *l, const rd_kafka_message_t *m)
+{
+	if (!l->from || m->partition < 0 || m->partition >= l->partitions || l->from[m->partition] < 0)
+		return true;
+	int64_t want = l->from[m->partition];
+	l->from[m->partition] = -1;
+	if (m->offset == want)
+		return true;
+	log_error("rebuild: partition %d's first message is at offset %lld, not %lld where the replay "
+		  "began: the broker dropped %lld of its events while the rebuild ran; the view is short "
+		  "(replay again, then rebuild at once)",
+		  (int)m->partition, (long long)m->offset, (long long)want, (long long)(m->offset - want));
 	return false;
 }
 
@@ -605,8 +713,10 @@ int worker_main(const struct worker_ops *ops, int argc, char **argv)
 		status = EXIT_SUCCESS; /* stopped while waiting for the database */
 		goto out;
 	}
-	if (l.rebuild && !loop_purge(&l))
+	if (*w.cfg.rebuild_from && !l.rebuild) {
+		log_error("--from-offsets only makes sense with --rebuild");
 		goto out;
+	}
 	l.rk = loop_consumer(&l);
 	if (!l.rk)
 		goto out;
@@ -614,6 +724,12 @@ int worker_main(const struct worker_ops *ops, int argc, char **argv)
 		l.partitions = loop_partition_count(&l);
 		l.at_end = calloc((size_t)(l.partitions > 0 ? l.partitions : 1), sizeof(bool));
 		if (!l.at_end)
+			goto out;
+		/* checked before the purge: a rebuild that cannot be complete leaves the view alone */
+		if (*w.cfg.rebuild_from &&
+		    (!loop_parse_from(&l, w.cfg.rebuild_from) || !loop_from_still_held(&l)))
+			goto out;
+		if (!loop_purge(&l) || (l.from && !loop_assign_from(&l)))
 			goto out;
 	}
 	log_info("consuming %s as group %s (brokers %s)", w.cfg.orders_topic, l.group, w.cfg.kafka_brokers);
@@ -634,6 +750,9 @@ int worker_main(const struct worker_ops *ops, int argc, char **argv)
 		} else if (m->err) {
 			/* broker outages arrive through kafka.c's error callback, logged once */
 			log_debug("consumer: %s", rd_kafka_message_errstr(m));
+		} else if (!loop_from_check(&l, m)) {
+			rd_kafka_message_destroy(m);
+			goto out;
 		} else if (loop_handle(&l, m)) {
 			loop_store_offset(&l, m);
 			if (l.rebuild && m->partition >= 0 && m->partition < l.partitions)
@@ -668,6 +787,7 @@ out:
 	if (started && ops->stop)
 		ops->stop(&w);
 	free(l.at_end);
+	free(l.from);
 	PQfinish(w.conn);
 	config_free(&w.cfg);
 	return status;

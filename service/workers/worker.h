@@ -103,8 +103,10 @@ struct worker {
 /*
  * The whole program: load the configuration (CONFIG_WORKER, ops->name),
  * start logging, connect, consume until SIGTERM/SIGINT (or, with --rebuild,
- * until the end of every partition), then commit offsets and leave the
- * group. Returns the process exit status.
+ * until the end of every partition: from its beginning, or from the
+ * --from-offsets a replay printed, failing before the purge if the broker
+ * no longer holds them), then commit offsets and leave the group. Returns
+ * the process exit status.
  */
 int worker_main(const struct worker_ops *ops, int argc, char **argv);
 

@@ -49,6 +49,7 @@ function readPage() {
     workers: rows('workers'),
     outcomes: rows('outcomes'),
     relay: text('relay-pending'),
+    relay_detail: text('relay-oldest'),
     order_bars: document.querySelectorAll('#orders-chart rect.bar').length,
     revenue_bars: document.querySelectorAll('#revenue-chart rect.bar').length,
     errors: [...document.querySelectorAll('.note.error')].filter((e) => !e.hidden).map((e) => e.textContent),

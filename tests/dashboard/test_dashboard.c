@@ -203,6 +203,15 @@ static void checkout(const char *api, const char *customer, const char *sku, int
 	http_response_free(&r);
 }
 
+/* Wait for the next minute when fewer than `need` seconds of this one are left: the page's
+ * per-minute figures (one bar, this minute's outcomes) would otherwise split over two. */
+static void stay_within_a_minute(int need)
+{
+	int left = 60 - (int)(time(NULL) % 60);
+	if (left < need)
+		testenv_sleep_ms(left * 1000 + 200);
+}
+
 static char *dump(json_t *answer)
 {
 	return json_dumps(json_object_get(answer, "page"), JSON_COMPACT);
@@ -251,6 +260,8 @@ Test(dashboard, shows_orders_low_stock_lag_and_outcomes_live_and_survives_an_ana
 	free(text);
 	json_decref(seen);
 
+	/* the page counts per minute: these checkouts and the readings below stay in one */
+	stay_within_a_minute(20);
 	for (int i = 0; i < 3; i++) {
 		char customer[32];
 		snprintf(customer, sizeof(customer), "tee-%d", i);
@@ -364,4 +375,83 @@ Test(dashboard, answers_only_what_it_serves)
 
 	free(db);
 	stop_cleanly();
+}
+
+static bool says_no_relay_and_bytes_behind(json_t *p)
+{
+	const char *relay = page_text(p, "relay");
+	return strstr(relay, "no relay connected: slot checkout_") == relay &&
+	       strstr(relay, " bytes of WAL behind") && !strstr(relay, " is 0 bytes");
+}
+
+static bool says_a_relay_streams_the_slot(json_t *p)
+{
+	const char *relay = page_text(p, "relay");
+	return strstr(relay, "slot checkout_") == relay && strstr(relay, "of WAL behind") &&
+	       strstr(page_text(p, "relay_detail"), "relay answered");
+}
+
+Test(dashboard, shows_the_relay_slot_lag_in_the_wal_mode)
+{
+	char bootstrap[256], db_env[256], brokers_env[300], listen_env[64], dash_env[64], metrics_env[128];
+	char api[128], page[128];
+	bool held;
+
+	snprintf(bootstrap, sizeof(bootstrap), "%s", testenv_broker_start(&broker));
+	char *db = testenv_db_new();
+	PGconn *conn = testenv_db_connect(db);
+	testenv_exec(
+	    conn, "INSERT INTO products (sku, name, price_cents, stock) VALUES ('wal-tee', 'Tee', 250, 100)");
+	int port = testenv_free_port(), dash_port = testenv_free_port();
+	snprintf(db_env, sizeof(db_env), "DATABASE_URL=%s", db);
+	snprintf(brokers_env, sizeof(brokers_env), "KAFKA_BROKERS=%s", bootstrap);
+	snprintf(listen_env, sizeof(listen_env), "LISTEN=127.0.0.1:%d", port);
+	snprintf(dash_env, sizeof(dash_env), "DASHBOARD_LISTEN=127.0.0.1:%d", dash_port);
+	snprintf(metrics_env, sizeof(metrics_env), "SERVER_METRICS_URL=http://127.0.0.1:%d/metrics", port);
+	const char *env[] = {db_env, brokers_env, listen_env, dash_env, metrics_env, "EVENTS=wal", NULL};
+	snprintf(api, sizeof(api), "http://127.0.0.1:%d/v1/checkout", port);
+	snprintf(page, sizeof(page), "http://127.0.0.1:%d/", dash_port);
+
+	/* the server creates the slot; no relay yet: the checkouts' WAL waits in it */
+	testenv_spawn(&procs[SERVER], "checkout-server", NULL, env);
+	testenv_spawn(&procs[ANALYTICS], "checkout-analytics", NULL, env);
+	cr_assert(testenv_wait_port(port, 10000), "see %s", procs[SERVER].log_path);
+	cr_assert(testenv_wait_port(dash_port, 10000), "see %s", procs[ANALYTICS].log_path);
+	for (int i = 0; i < 3; i++) {
+		char customer[32];
+		snprintf(customer, sizeof(customer), "wal-%d", i);
+		checkout(api, customer, "wal-tee", 1, 201);
+	}
+	driver_start();
+	json_decref(driver_call("open %s", page));
+	json_t *seen = wait_page(says_no_relay_and_bytes_behind, 10000, &held);
+	char *text = dump(seen);
+	cr_expect(held, "the page says no relay is connected and the slot is some bytes behind: %s", text);
+	free(text);
+	json_decref(seen);
+
+	/* a relay streams the slot: the page says so, with the walsender's figures */
+	testenv_spawn(&procs[RELAY], "checkout-relay", NULL, env);
+	seen = wait_page(says_a_relay_streams_the_slot, 15000, &held);
+	text = dump(seen);
+	cr_expect(held, "the page shows the relay streaming the slot: %s; see %s", text,
+		  procs[RELAY].log_path);
+	free(text);
+	json_decref(seen);
+
+	/* it stops: no relay connected again */
+	cr_expect_eq(testenv_stop(&procs[RELAY], SIGTERM), 0);
+	checkout(api, "after-relay", "wal-tee", 1, 201);
+	seen = wait_page(says_no_relay_and_bytes_behind, 10000, &held);
+	text = dump(seen);
+	cr_expect(held, "the page says no relay is connected once it stopped: %s", text);
+	cr_expect_eq(json_array_size(json_object_get(seen, "page_errors")), 0, "no script error: %s", text);
+	free(text);
+	json_decref(seen);
+
+	stop_cleanly();
+	testenv_query_long(conn, "SELECT count(pg_drop_replication_slot(slot_name)) FROM pg_replication_slots"
+				 " WHERE slot_name = 'checkout_' || current_database()");
+	PQfinish(conn);
+	free(db);
 }

@@ -9,7 +9,10 @@
  * proves the serializable runs are racing for real.
  *
  * Each test reads the tool's table and also checks the database directly,
- * so a bug in the tool cannot make a test pass.
+ * so a bug in the tool cannot make a test pass. The multi-item scenario (all
+ * or nothing over two SKUs) runs beside both. And the same scenarios against
+ * checkout-naive's two "Kafka as the database" designs (issue 17) must show
+ * their anomalies in the run where serializable shows none.
  */
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
@@ -26,6 +29,8 @@
 #define PER_CUSTOMER 2
 
 static struct testenv_proc servers[2], tool, broker, relay, workers[3];
+/* checkout-naive, view and intent, each with an embedded broker of its own (a fresh topic) */
+static struct testenv_proc naives[2], naive_brokers[2];
 
 /* Criterion ignores assertions in a suite's .fini: what each test leaves running
  * is stopped, and its exit status checked, at the end of the test itself
@@ -40,6 +45,10 @@ static void stop_all(void)
 	for (int i = 0; i < 3; i++)
 		testenv_stop_clean(&workers[i]);
 	testenv_stop_clean(&broker);
+	for (int i = 0; i < 2; i++) {
+		testenv_stop_clean(&naives[i]);
+		testenv_stop_clean(&naive_brokers[i]);
+	}
 }
 
 TestSuite(race, .fini = stop_all);
@@ -74,7 +83,8 @@ static void servers_start(int n, const char *db, const char *isolation, const ch
 		/* retries must not run out, so "exactly S admitted" holds */
 		snprintf(env[i][5], sizeof(env[i][5]), "MAX_RETRIES=200");
 		snprintf(env[i][6], sizeof(env[i][6]), "LOG_LEVEL=warn");
-		/* nor the request's deadline (5 s by default; the sanitizer build on a busy machine is slow) */
+		/* nor the request's deadline (5 s by default; the sanitizer build on a busy machine is slow)
+		 */
 		snprintf(env[i][7], sizeof(env[i][7]), "REQUEST_TIMEOUT_MS=60000");
 		const char *envp[] = {env[i][0], env[i][1], env[i][2], env[i][3], env[i][4],
 				      env[i][5], env[i][6], env[i][7], NULL};
@@ -89,8 +99,8 @@ static void servers_start(int n, const char *db, const char *isolation, const ch
 /* One line of checkout-race's table. */
 struct row {
 	bool found;
-	long requests, admitted, rejected, exhausted, errors, stock, oversold, over_limit, orders, outbox,
-	    anomalies;
+	long requests, admitted, rejected, exhausted, errors, stock, oversold, over_limit, split, orders,
+	    outbox, anomalies;
 	char retries[24], topic[24], workers[24];
 };
 
@@ -103,12 +113,16 @@ static struct row table_row(const char *output, const char *scenario)
 	     line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
 		if (strncmp(line, scenario, strlen(scenario)) != 0 || line[strlen(scenario)] != ' ')
 			continue;
-		int got =
-		    sscanf(line, "%31s %31s %d %d %ld %ld %ld %ld %ld %23s %ld %ld %ld %ld %ld %23s %23s %ld",
-			   name, isolation, &n_servers, &nrounds, &r.requests, &r.admitted, &r.rejected,
-			   &r.exhausted, &r.errors, r.retries, &r.stock, &r.oversold, &r.over_limit,
-			   &r.orders, &r.outbox, r.topic, r.workers, &r.anomalies);
-		cr_assert_eq(got, 18, "cannot read the table line: %.200s", line);
+		char orders[24], outbox[24];
+		int got = sscanf(
+		    line, "%31s %31s %d %d %ld %ld %ld %ld %ld %23s %ld %ld %ld %ld %23s %23s %23s %23s %ld",
+		    name, isolation, &n_servers, &nrounds, &r.requests, &r.admitted, &r.rejected,
+		    &r.exhausted, &r.errors, r.retries, &r.stock, &r.oversold, &r.over_limit, &r.split,
+		    orders, outbox, r.topic, r.workers, &r.anomalies);
+		cr_assert_eq(got, 19, "cannot read the table line: %.200s", line);
+		/* n/a (a kafka design: no orders in the database) reads as -1 */
+		r.orders = strcmp(orders, "n/a") ? strtol(orders, NULL, 10) : -1;
+		r.outbox = strcmp(outbox, "n/a") ? strtol(outbox, NULL, 10) : -1;
 		r.found = true;
 	}
 	cr_assert(r.found, "no %s line in the output:\n%s", scenario, output);
@@ -172,6 +186,26 @@ static void assert_database_correct(const char *db, int expected_rounds)
 	cr_expect_eq(wrong, 0, "every limited-drop customer bought exactly per_customer units");
 }
 
+/* multi-item in the database: every order holds a whole cart (two lines), every
+ * unit gone from stock is in an order, none sold twice, and someone bought. */
+static void assert_database_all_or_nothing(const char *db)
+{
+	PGconn *conn = testenv_db_connect(db);
+	long partial = testenv_query_long(conn, "SELECT count(*) FROM (SELECT order_id FROM order_lines "
+						"WHERE sku LIKE 'race-%-mi-%' GROUP BY order_id "
+						"HAVING count(*) <> 2) t");
+	long unaccounted = testenv_query_long(
+	    conn,
+	    "SELECT count(*) FROM products p WHERE sku LIKE 'race-%-mi-%' AND (p.stock < 0 OR p.stock + "
+	    "(SELECT coalesce(sum(quantity), 0) FROM order_lines l WHERE l.sku = p.sku) <> 1)");
+	long orders = testenv_query_long(
+	    conn, "SELECT count(DISTINCT order_id) FROM order_lines WHERE sku LIKE 'race-%-mi-%'");
+	PQfinish(conn);
+	cr_expect_eq(partial, 0, "orders holding part of a multi-item cart");
+	cr_expect_eq(unaccounted, 0, "multi-item SKUs whose stock and orders do not add up to 1");
+	cr_expect_gt(orders, 0, "no multi-item cart was admitted");
+}
+
 /* Both scenarios at SERIALIZABLE: zero anomalies, exactly S and L admitted. */
 static void serializable_rounds(int n_servers, const char *hot)
 {
@@ -186,20 +220,24 @@ static void serializable_rounds(int n_servers, const char *hot)
 	cr_log_info("%s", output);
 	cr_assert_eq(status, 0, "checkout-race failed at serializable:\n%s", output);
 
-	struct row li = table_row(output, "last-item"), ld = table_row(output, "limited-drop");
+	struct row li = table_row(output, "last-item"), ld = table_row(output, "limited-drop"),
+		   mi = table_row(output, "multi-item");
 	cr_expect_eq(li.requests, (long)CLIENTS * n);
 	cr_expect_eq(li.admitted, (long)STOCK * n, "exactly the stock admitted:\n%s", output);
 	cr_expect_eq(li.rejected, (long)(CLIENTS - STOCK) * n, "the rest out of stock:\n%s", output);
 	cr_expect_eq(ld.admitted, (long)PER_CUSTOMER * n, "exactly the limit admitted:\n%s", output);
 	cr_expect_eq(ld.rejected, (long)(CLIENTS - PER_CUSTOMER) * n, "the rest over the limit:\n%s", output);
-	cr_expect_eq(li.errors + ld.errors + li.exhausted + ld.exhausted, 0);
-	cr_expect_eq(li.anomalies + ld.anomalies, 0);
+	cr_expect_eq(li.errors + ld.errors + mi.errors + li.exhausted + ld.exhausted + mi.exhausted, 0);
+	cr_expect_eq(li.anomalies + ld.anomalies + mi.anomalies, 0);
+	/* a ring of CLIENTS two-SKU carts: at most every other one can have both */
+	cr_expect_leq(mi.admitted, (long)CLIENTS / 2 * n, "%s", output);
 	if (!strcmp(hot, "false")) {
 		/* the transactions did collide in PostgreSQL: the result is not luck */
 		cr_expect(strcmp(li.retries, "0") != 0 && strcmp(ld.retries, "0") != 0,
 			  "expected serialization retries:\n%s", output);
 	}
 	assert_database_correct(db, n);
+	assert_database_all_or_nothing(db);
 	free(output);
 	free(db);
 }
@@ -274,6 +312,102 @@ Test(race, repeatable_read_breaks_the_limit_but_not_the_stock, .timeout = 300)
 	struct row li = table_row(output, "last-item");
 	cr_expect_eq(li.oversold, 0, "%s", output);
 	cr_expect_eq(li.admitted, (long)STOCK * 2, "%s", output);
+	free(output);
+	free(db);
+	stop_all();
+}
+
+/* checkout-naive in mode (view or intent) on db, with a broker of its own; url gets its base URL,
+ * brokers its broker's address. */
+static void naive_start(int k, const char *db, const char *mode, char *url, size_t urllen, char *brokers,
+			size_t brokerslen)
+{
+	static char env[2][4][200];
+	int port = testenv_free_port();
+	snprintf(brokers, brokerslen, "%s", testenv_broker_start(&naive_brokers[k]));
+	snprintf(url, urllen, "http://127.0.0.1:%d", port);
+	snprintf(env[k][0], sizeof(env[k][0]), "DATABASE_URL=%s", db);
+	snprintf(env[k][1], sizeof(env[k][1]), "KAFKA_BROKERS=%s", brokers);
+	snprintf(env[k][2], sizeof(env[k][2]), "NAIVE_MODE=%s", mode);
+	snprintf(env[k][3], sizeof(env[k][3]), "LISTEN=127.0.0.1:%d", port);
+	const char *envp[] = {env[k][0],
+			      env[k][1],
+			      env[k][2],
+			      env[k][3],
+			      "LOG_LEVEL=warn",
+			      "DB_POOL_SIZE=4",
+			      "REQUEST_TIMEOUT_MS=60000",
+			      NULL};
+	testenv_spawn(&naives[k], "checkout-naive", NULL, envp);
+	cr_assert(testenv_wait_port(port, 15000), "checkout-naive (%s) did not start; see %s", mode,
+		  naives[k].log_path);
+}
+
+/*
+ * Issue 17, in one run on one database: the three scenarios against
+ * checkout-server at SERIALIZABLE and against checkout-naive's two designs.
+ * Serializable holds all three. The view design oversells the last item and
+ * breaks the limit (and oversells multi-item carts); the intent design holds
+ * the last item (one partition decides it, in order) but breaks a limit
+ * whose SKUs span partitions and takes one SKU of carts whose other SKU it
+ * refuses. It asserts the anomalies APPEAR, so it fails if a naive design is
+ * made correct by accident.
+ */
+Test(race, kafka_designs_break_what_serializable_holds, .timeout = 300)
+{
+	enum { ROUNDS = 2, NAIVE_CLIENTS = 16 };
+	char urls[300], view_url[64], intent_url[64], view_brokers[128], intent_brokers[128];
+	char *output = NULL;
+	char *db = testenv_db_new();
+
+	servers_start(1, db, "serializable", "20", "false", urls, sizeof(urls));
+	naive_start(0, db, "view", view_url, sizeof(view_url), view_brokers, sizeof(view_brokers));
+	naive_start(1, db, "intent", intent_url, sizeof(intent_url), intent_brokers, sizeof(intent_brokers));
+	const char *database[] = {"--design=database", "--rounds=2",	   "--clients=16",
+				  "--stock=3",	       "--per-customer=2", NULL};
+	int status = race_run(db, urls, "serializable", database, &output);
+	cr_log_info("%s", output);
+	cr_assert_eq(status, 0, "checkout-race failed at serializable:\n%s", output);
+	struct row li = table_row(output, "last-item"), ld = table_row(output, "limited-drop"),
+		   mi = table_row(output, "multi-item");
+	cr_expect_eq(li.admitted, 3 * ROUNDS, "%s", output);
+	cr_expect_eq(ld.admitted, 2 * ROUNDS, "%s", output);
+	cr_expect_gt(mi.admitted, 0, "%s", output);
+	cr_expect_eq(li.anomalies + ld.anomalies + mi.anomalies, 0, "%s", output);
+	cr_expect_eq(li.errors + ld.errors + mi.errors, 0, "%s", output);
+	free(output);
+	assert_database_all_or_nothing(db);
+
+	/* the kafka designs: the tool reads checkout-naive's state and its broker's partitions */
+	const char *view[] = {"--design=kafka-view", "--rounds=2",	 "--clients=16",
+			      "--stock=3",	     "--per-customer=2", NULL};
+	snprintf(bootstrap, sizeof(bootstrap), "%s", view_brokers);
+	status = race_run(db, view_url, "serializable", view, &output);
+	cr_log_info("%s", output);
+	cr_assert_eq(status, 0, "checkout-race failed against kafka-view:\n%s", output);
+	li = table_row(output, "last-item"), ld = table_row(output, "limited-drop"),
+	mi = table_row(output, "multi-item");
+	cr_expect_gt(li.oversold, 0, "the view design sold only the stock:\n%s", output);
+	cr_expect_gt(ld.over_limit, 0, "the view design held the limit:\n%s", output);
+	cr_expect_gt(mi.oversold, 0, "the view design sold no multi-item unit twice:\n%s", output);
+	cr_expect_eq(li.errors + ld.errors + mi.errors, 0, "%s", output);
+	free(output);
+
+	const char *intent[] = {"--design=kafka-intent", "--rounds=2", "--clients=16", "--stock=3",
+				"--per-customer=2",	 NULL};
+	snprintf(bootstrap, sizeof(bootstrap), "%s", intent_brokers);
+	status = race_run(db, intent_url, "serializable", intent, &output);
+	cr_log_info("%s", output);
+	cr_assert_eq(status, 0, "checkout-race failed against kafka-intent:\n%s", output);
+	li = table_row(output, "last-item"), ld = table_row(output, "limited-drop"),
+	mi = table_row(output, "multi-item");
+	/* one partition decides a SKU, in order: the last item holds */
+	cr_expect_eq(li.admitted, 3 * ROUNDS, "%s", output);
+	cr_expect_eq(li.anomalies, 0, "%s", output);
+	cr_expect_gt(ld.over_limit, 0, "the intent design held a limit across partitions:\n%s", output);
+	cr_expect_gt(mi.split, 0, "the intent design split no cart across partitions:\n%s", output);
+	cr_expect_eq(mi.oversold, 0, "%s", output);
+	cr_expect_eq(li.errors + ld.errors + mi.errors, 0, "%s", output);
 	free(output);
 	free(db);
 	stop_all();

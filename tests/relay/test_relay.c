@@ -60,6 +60,16 @@ static void teardown(void)
 
 TestSuite(relay, .init = setup, .fini = teardown);
 
+/* Skip the test unless the suite runs in the WAL mode, stopping what .init started first (a
+ * skipped test's broker must not outlive it). */
+#define skip_unless_wal(why)                                                                                 \
+	do {                                                                                                 \
+		if (!orders_wal_mode()) {                                                                    \
+			stop_cleanly();                                                                      \
+			cr_skip_test(why);                                                                   \
+		}                                                                                            \
+	} while (0)
+
 /* Start a relay on the test's database and broker; extra args are appended. */
 static void start_relay(struct testenv_proc *p, const char *const *extra)
 {
@@ -150,8 +160,9 @@ Test(relay, publishes_committed_orders_exactly_and_never_rolled_back_ones)
 	cr_expect_eq(testenv_stop(&relay, SIGTERM), 0, "the relay exits 0 on SIGTERM");
 	cr_expect_eq(testenv_count_log(&relay, "published 4 ("), 1, "its last line reports the count; see %s",
 		     relay.log_path);
-	cr_expect_eq(testenv_count_log(&relay, orders_wal_mode() ? ", slot lag " : "pending 0, oldest pending 0.0 s"),
-		     1);
+	cr_expect_eq(
+	    testenv_count_log(&relay, orders_wal_mode() ? ", slot lag " : "pending 0, oldest pending 0.0 s"),
+	    1);
 	for (int i = 0; i < 4; i++)
 		free(admitted[i]);
 	for (int i = 0; i < 2; i++)
@@ -354,8 +365,10 @@ Test(relay, replay_republishes_published_rows_with_the_same_ce_id)
 
 Test(relay, prunes_published_rows_older_than_the_retention)
 {
-	if (orders_wal_mode())
+	if (orders_wal_mode()) {
+		stop_cleanly();
 		cr_skip_test("the WAL mode keeps no rows to prune");
+	}
 	char *old = orders_admit(db, "old");
 	char *recent = orders_admit(db, "recent");
 	char sql[256];
@@ -401,7 +414,8 @@ Test(relay, waits_for_a_database_that_is_not_there_yet)
 	snprintf(url, sizeof(url), "dbname=%s", name);
 	const char *args[] = {"--database-url", url, "--kafka-brokers", bootstrap, NULL};
 	testenv_spawn(&relay, "checkout-relay", args, NULL);
-	cr_assert(testenv_wait_log(&relay, "the database does not answer yet", 10000), "see %s", relay.log_path);
+	cr_assert(testenv_wait_log(&relay, "the database does not answer yet", 10000), "see %s",
+		  relay.log_path);
 
 	snprintf(sql, sizeof(sql), "CREATE DATABASE %s", name);
 	testenv_exec(db, sql);
@@ -411,7 +425,8 @@ Test(relay, waits_for_a_database_that_is_not_there_yet)
 	orders_seed(late);
 	char *id = orders_admit(late, "patient");
 	cr_expect(topic_wait_key(&topic, id, 20000), "the order is published once the database is there");
-	cr_expect_eq(testenv_count_log(&relay, "the database does not answer yet"), 1, "the wait is logged once");
+	cr_expect_eq(testenv_count_log(&relay, "the database does not answer yet"), 1,
+		     "the wait is logged once");
 	cr_expect_eq(testenv_count_log(&relay, "ERROR"), 0, "see %s", relay.log_path);
 	cr_expect_eq(testenv_stop(&relay, SIGTERM), 0);
 	orders_drop_slot(late);
@@ -548,8 +563,8 @@ Test(relay, killed_again_and_again_mid_stream_it_only_sends_exact_copies)
 	PGresult *res = PQexec(db, "SELECT id::text FROM orders");
 	cr_assert_eq(PQntuples(res), N + 1);
 	for (int i = 0; i < N + 1; i++)
-		cr_expect_geq(topic_count_key(&topic, PQgetvalue(res, i, 0), NULL), 1, "order %d is on the topic",
-			      i);
+		cr_expect_geq(topic_count_key(&topic, PQgetvalue(res, i, 0), NULL), 1,
+			      "order %d is on the topic", i);
 	PQclear(res);
 	int extra = 0;
 	for (int m = 0; m < topic.n; m++) {
@@ -560,8 +575,10 @@ Test(relay, killed_again_and_again_mid_stream_it_only_sends_exact_copies)
 		char *payload = orders_payload(db, msg->key);
 		json_t *want = json_loads(payload, 0, NULL);
 		json_t *got = json_loads(msg->value, 0, NULL);
-		cr_expect(want && got && json_equal(want, got), "message %d is its order's event: %s", m, msg->value);
-		cr_expect_str_eq(msg->ce_id ? msg->ce_id : "", msg->key, "message %d: ce_id is the order id", m);
+		cr_expect(want && got && json_equal(want, got), "message %d is its order's event: %s", m,
+			  msg->value);
+		cr_expect_str_eq(msg->ce_id ? msg->ce_id : "", msg->key, "message %d: ce_id is the order id",
+				 m);
 		json_decref(want);
 		json_decref(got);
 		free(payload);
@@ -574,8 +591,7 @@ Test(relay, killed_again_and_again_mid_stream_it_only_sends_exact_copies)
 
 Test(relay, an_invalidated_slot_stops_it_loudly_instead_of_skipping_events)
 {
-	if (!orders_wal_mode())
-		cr_skip_test("the outbox mode has no slot");
+	skip_unless_wal("the outbox mode has no slot");
 	/* PostgreSQL invalidates a slot that keeps more WAL than max_slot_wal_keep_size, at a
 	 * checkpoint: a tiny limit, a few WAL segments written past the slot, a checkpoint */
 	char *lost_order = orders_admit(db, "in-the-lost-wal");
@@ -586,8 +602,9 @@ Test(relay, an_invalidated_slot_stops_it_loudly_instead_of_skipping_events)
 		testenv_query_long(db, "SELECT 1 FROM pg_switch_wal()");
 	}
 	testenv_exec(db, "CHECKPOINT");
-	long lost = testenv_query_long(db, "SELECT count(*) FROM pg_replication_slots"
-					   " WHERE slot_name = 'checkout_' || current_database() AND wal_status = 'lost'");
+	long lost = testenv_query_long(
+	    db, "SELECT count(*) FROM pg_replication_slots"
+		" WHERE slot_name = 'checkout_' || current_database() AND wal_status = 'lost'");
 	testenv_exec(db, "ALTER SYSTEM RESET max_slot_wal_keep_size");
 	testenv_query_long(db, "SELECT pg_reload_conf()::int");
 	cr_assert_eq(lost, 1, "the slot was invalidated");
@@ -601,11 +618,120 @@ Test(relay, an_invalidated_slot_stops_it_loudly_instead_of_skipping_events)
 	topic_read(&topic, 300);
 	cr_expect_eq(topic.n, 0, "nothing was published");
 	/* the recovery the error names: replay, drop the slot (teardown) */
-	testenv_spawn(&relay2, "checkout-relay",
-		      (const char *[]){"--database-url", conninfo, "--kafka-brokers", bootstrap, "--replay", NULL},
-		      NULL);
+	testenv_spawn(
+	    &relay2, "checkout-relay",
+	    (const char *[]){"--database-url", conninfo, "--kafka-brokers", bootstrap, "--replay", NULL},
+	    NULL);
 	cr_expect_eq(testenv_stop(&relay2, 0), 0, "replay exits 0; see %s", relay2.log_path);
 	cr_expect(topic_wait_key(&topic, lost_order, 15000), "the order from the lost WAL is replayed");
 	free(lost_order);
+	stop_cleanly();
+}
+
+Test(relay, the_lag_warning_and_the_stats_line_go_on_while_the_broker_is_down)
+{
+	skip_unless_wal("the outbox mode has no slot lag");
+	const char *args[] = {"--lag-warn-seconds", "2", NULL};
+	start_relay(&relay, args);
+	char *first = orders_admit(db, "before-outage");
+	cr_assert(topic_wait_key(&topic, first, 15000));
+
+	kill(broker.pid, SIGUSR1);
+	cr_assert(testenv_wait_log(&broker, "all brokers are down", 5000));
+	char *late = orders_admit(db, "during-outage");
+	/* a batch waits up to 13 s for its delivery reports, and is tried again and again */
+	cr_expect(testenv_wait_log(&relay, "behind: events wait to be published", 10000),
+		  "the lag warning comes while the broker is down; see %s", relay.log_path);
+	cr_expect(testenv_wait_log(&relay, "published 1 (", 15000),
+		  "the 10-second line goes on while the broker is down; see %s", relay.log_path);
+
+	kill(broker.pid, SIGUSR2);
+	cr_expect(topic_wait_key(&topic, late, 40000), "the order is published after the outage");
+	cr_expect(testenv_wait_log(&relay, "caught up", 15000), "the warning ends; see %s", relay.log_path);
+	cr_expect_eq(testenv_count_log(&relay, "behind: events wait"), 1, "the warning is logged once");
+	free(first);
+	free(late);
+	cr_expect_eq(testenv_stop(&relay, SIGTERM), 0);
+	stop_cleanly();
+}
+
+/* The slot's confirmed position, as text. */
+static void slot_lsn(const char *sql, char *out, size_t outlen)
+{
+	PGresult *res = PQexec(db, sql);
+	cr_assert(PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1, "%s: %s", sql,
+		  PQresultErrorMessage(res));
+	snprintf(out, outlen, "%s", PQgetvalue(res, 0, 0));
+	PQclear(res);
+}
+
+Test(relay, an_idle_slot_follows_the_wal_that_others_write)
+{
+	skip_unless_wal("the outbox mode has no slot");
+	start_relay(&relay, NULL);
+	char *first = orders_admit(db, "first");
+	cr_assert(topic_wait_key(&topic, first, 15000));
+
+	/* WAL with nothing of ours in it: a table of someone else's */
+	testenv_exec(db, "CREATE TABLE someone_elses (n int)");
+	testenv_exec(db, "INSERT INTO someone_elses SELECT generate_series(1, 20000)");
+	char end[64], confirmed[64] = "";
+	slot_lsn("SELECT pg_current_wal_lsn()::text", end, sizeof(end));
+	const char *sql = "SELECT confirmed_flush_lsn::text FROM pg_replication_slots"
+			  " WHERE slot_name = 'checkout_' || current_database()";
+	char caught[256];
+	snprintf(caught, sizeof(caught),
+		 "SELECT (confirmed_flush_lsn >= '%s')::int FROM pg_replication_slots"
+		 " WHERE slot_name = 'checkout_' || current_database()",
+		 end);
+	bool moved = false;
+	for (int waited = 0; waited < 25000 && !moved; waited += 200) {
+		moved = testenv_query_long(db, caught) == 1;
+		if (!moved)
+			testenv_sleep_ms(200);
+	}
+	slot_lsn(sql, confirmed, sizeof(confirmed));
+	cr_expect(moved, "the idle slot's confirmed_flush_lsn %s reached %s, so it pins no WAL", confirmed,
+		  end);
+	free(first);
+	cr_expect_eq(testenv_stop(&relay, SIGTERM), 0);
+	stop_cleanly();
+}
+
+Test(relay, a_database_without_logical_decoding_gets_one_error_line_naming_wal_level, .timeout = 120)
+{
+	skip_unless_wal("the outbox mode needs no logical decoding");
+	char dir[256], script[512], cmd[1024], url[256], port[16];
+	int p = testenv_free_port();
+	snprintf(port, sizeof(port), "%d", p);
+	snprintf(dir, sizeof(dir), "%s/replica-%d", CHECKOUT_TEST_TMP, (int)getpid());
+	snprintf(script, sizeof(script), "%s/tests/relay/replica_cluster.sh", CHECKOUT_SOURCE_DIR);
+	snprintf(cmd, sizeof(cmd), "%s start %s %s", script, dir, port);
+	int started = system(cmd);
+	if (started != 0) {
+		snprintf(cmd, sizeof(cmd), "%s stop %s", script, dir);
+		cr_expect_eq(system(cmd), 0);
+		cr_assert_fail("a cluster with wal_level = replica did not start (%s/initdb.log)", dir);
+	}
+	snprintf(url, sizeof(url), "host=127.0.0.1 port=%d user=postgres dbname=postgres", p);
+
+	const char *args[] = {"--database-url", url, "--kafka-brokers", bootstrap, NULL};
+	const char *env[] = {"EVENTS=wal", NULL};
+	testenv_spawn(&relay, "checkout-relay", args, env);
+	cr_expect_eq(testenv_stop(&relay, 0), 1, "the relay exits 1; see %s", relay.log_path);
+	char listen[64];
+	snprintf(listen, sizeof(listen), "127.0.0.1:%d", testenv_free_port());
+	const char *server_args[] = {"--database-url", url, "--listen", listen, NULL};
+	testenv_spawn(&relay2, "checkout-server", server_args, env);
+	cr_expect_eq(testenv_stop(&relay2, 0), 1, "the server exits 1; see %s", relay2.log_path);
+	for (struct testenv_proc *proc = &relay; proc; proc = proc == &relay ? &relay2 : NULL) {
+		cr_expect_eq(testenv_count_log(proc, "ERROR"), 1, "one ERROR line; see %s", proc->log_path);
+		cr_expect_eq(testenv_count_log(proc, "wal_level = replica"), 1, "naming wal_level; see %s",
+			     proc->log_path);
+		cr_expect_eq(testenv_count_log(proc, "WARN"), 0, "and nothing else to worry about; see %s",
+			     proc->log_path);
+	}
+	snprintf(cmd, sizeof(cmd), "%s stop %s", script, dir);
+	cr_expect_eq(system(cmd), 0);
 	stop_cleanly();
 }

@@ -78,7 +78,8 @@ void testenv_exec(PGconn *conn, const char *sql)
 	PQclear(res);
 }
 
-void testenv_spawn(struct testenv_proc *p, const char *program, const char *const *args, const char *const *env)
+void testenv_spawn(struct testenv_proc *p, const char *program, const char *const *args,
+		   const char *const *env)
 {
 	static int counter;
 	const char *argv[64];
@@ -86,11 +87,16 @@ void testenv_spawn(struct testenv_proc *p, const char *program, const char *cons
 	char path[512];
 
 	memset(p, 0, sizeof(*p));
-	snprintf(p->name, sizeof(p->name), "%s", program);
-	snprintf(path, sizeof(path), "%s/%s", CHECKOUT_BIN_DIR, program);
+	/* a path (a script of scripts/) as it is, a bare name from build/bin */
+	const char *slash = strrchr(program, '/');
+	snprintf(p->name, sizeof(p->name), "%s", slash ? slash + 1 : program);
+	if (slash)
+		snprintf(path, sizeof(path), "%s", program);
+	else
+		snprintf(path, sizeof(path), "%s/%s", CHECKOUT_BIN_DIR, program);
 	mkdir(CHECKOUT_TEST_TMP, 0755);
-	snprintf(p->log_path, sizeof(p->log_path), "%s/%s.%d.%d.log", CHECKOUT_TEST_TMP, program, (int)getpid(),
-		 ++counter);
+	snprintf(p->log_path, sizeof(p->log_path), "%s/%s.%d.%d.log", CHECKOUT_TEST_TMP, p->name,
+		 (int)getpid(), ++counter);
 	argv[argc++] = path;
 	for (int i = 0; args && args[i] && argc < 63; i++)
 		argv[argc++] = args[i];
@@ -233,7 +239,8 @@ bool testenv_wait_port(int port, int timeout_ms)
 {
 	for (int waited = 0; waited <= timeout_ms; waited += 20) {
 		int fd = socket(AF_INET, SOCK_STREAM, 0);
-		struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+		struct sockaddr_in a = {.sin_family = AF_INET,
+					.sin_port = htons((uint16_t)port),
 					.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 		int r = connect(fd, (struct sockaddr *)&a, sizeof(a));
 		close(fd);

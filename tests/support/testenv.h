@@ -34,8 +34,8 @@ struct testenv_proc {
 	char log_path[512]; /* its stdout and stderr */
 };
 
-/* Start build/bin/<program> with args (NULL-terminated, may be NULL) and extra
- * environment entries "NAME=value" (NULL-terminated, may be NULL). */
+/* Start build/bin/<program> (or, when program has a '/', that file: a script) with args (NULL-terminated, may
+ * be NULL) and extra environment entries "NAME=value" (NULL-terminated, may be NULL). */
 void testenv_spawn(struct testenv_proc *p, const char *program, const char *const *args,
 		   const char *const *env);
 
@@ -79,9 +79,9 @@ void testenv_sleep_ms(int ms);
 
 struct http_response {
 	long status;
-	char *body;     /* NUL-terminated, never NULL after a successful call */
-	char *headers;  /* the raw header block */
-	json_t *json;   /* body parsed as JSON, or NULL */
+	char *body;    /* NUL-terminated, never NULL after a successful call */
+	char *headers; /* the raw header block */
+	json_t *json;  /* body parsed as JSON, or NULL */
 };
 
 /* Make one HTTP request (body may be NULL; headers a NULL-terminated list of

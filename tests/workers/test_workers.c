@@ -319,8 +319,9 @@ Test(workers, each_worker_applies_every_order_exactly_once_when_every_event_is_d
 	orders_flush(env.producer);
 	for (int w = 0; w < N_WORKERS; w++)
 		cr_expect_eq(wait_value("SELECT count(*) FROM @.inbox", schemas[w], N + 2), N + 2);
-	cr_expect_eq(testenv_query_long(env.conn, "SELECT stock FROM inventory.stock_view WHERE sku = 'sku-2'"), 989,
-		     "the view keeps the stock of the latest order, whatever order its events came in");
+	cr_expect_eq(
+	    testenv_query_long(env.conn, "SELECT stock FROM inventory.stock_view WHERE sku = 'sku-2'"), 989,
+	    "the view keeps the stock of the latest order, whatever order its events came in");
 
 	/* SIGTERM: finish, commit, leave the group, exit 0 */
 	for (int w = 0; w < N_WORKERS; w++) {
@@ -519,7 +520,7 @@ Test(workers, inventory_and_analytics_rebuilds_end_equal_to_the_database)
 		for (int i = 0; i < 1500 && !testenv_exited(&workers[w], &status); i++)
 			testenv_sleep_ms(20);
 		cr_assert_eq(status, 0, "--rebuild ends by itself with 0; see %s", workers[w].log_path);
-		cr_expect_eq(testenv_count_log(&workers[w], "rebuild done"), 1);
+		cr_expect_eq(testenv_count_log(&workers[w], "rebuild done: 30 events applied"), 1);
 		cr_expect_eq(testenv_count_log(&workers[w], "duplicate event"), N,
 			     "the second copies are skipped");
 	}
@@ -739,7 +740,8 @@ Test(workers, a_read_only_session_is_retried_not_dead_lettered_and_every_order_a
 	exec_for_role("ALTER ROLE @ RESET default_transaction_read_only", role);
 	cr_assert_eq(wait_value("SELECT count(*) FROM @.inbox", "inventory", N), N,
 		     "every order applied; see %s", workers[INVENTORY].log_path);
-	cr_expect_eq(wait_log_count(&workers[INVENTORY], "left after this order", N), N, "one line per order");
+	cr_expect_eq(wait_log_count(&workers[INVENTORY], "left after this order", N), N,
+		     "one line per order");
 	cr_expect_eq(testenv_count_log(&workers[INVENTORY], "recovered after"), 1,
 		     "the end of the retries is logged once");
 	cr_expect_eq(testenv_query_long(env.conn, "SELECT count(*) FROM inventory.dead_letters"), 0);
@@ -882,5 +884,100 @@ Test(workers, an_unparseable_message_is_dead_lettered_and_waits_until_its_dead_l
 	for (int i = 0; i < N; i++)
 		free(good[i]);
 	cr_expect_eq(testenv_stop(&workers[INVENTORY], SIGTERM), 0);
+	stop_cleanly();
+}
+
+/* Produce FLOOD messages of FLOOD_BYTES to every partition: more than the embedded broker keeps
+ * (librdkafka's mock cluster drops a partition's oldest messages past 5 MiB). */
+enum { FLOOD = 7, FLOOD_BYTES = 900 * 1000, PARTITIONS = 3 };
+static void flood_the_topic(void)
+{
+	char *filler = malloc(FLOOD_BYTES);
+	cr_assert(filler);
+	memset(filler, 'x', FLOOD_BYTES);
+	for (int p = 0; p < PARTITIONS; p++)
+		for (int i = 0; i < FLOOD; i++) {
+			rd_kafka_resp_err_t e = rd_kafka_producev(
+			    env.producer, RD_KAFKA_V_TOPIC("orders"), RD_KAFKA_V_PARTITION(p),
+			    RD_KAFKA_V_KEY("filler", 6), RD_KAFKA_V_VALUE(filler, (size_t)FLOOD_BYTES),
+			    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+			cr_assert_eq(e, RD_KAFKA_RESP_ERR_NO_ERROR, "produce: %s", rd_kafka_err2str(e));
+			orders_flush(env.producer);
+		}
+	free(filler);
+}
+
+/* Wait for a worker (or script) that ends by itself; its exit status. */
+static int wait_exit(struct testenv_proc *p, int timeout_ms)
+{
+	int status = -1;
+	for (int waited = 0; waited < timeout_ms && !testenv_exited(p, &status); waited += 20)
+		testenv_sleep_ms(20);
+	return status;
+}
+
+Test(workers, a_rebuild_through_the_replay_is_complete_when_the_topic_lost_its_oldest_events)
+{
+	enum { N = 30 };
+	struct test_order orders[N];
+	env_start();
+	make_orders(orders, N, 400, true);
+	for (int i = 0; i < N; i++)
+		orders_produce(env.producer, &orders[i]);
+	orders_flush(env.producer);
+	flood_the_topic();
+	long dropped = 0;
+	for (int p = 0; p < PARTITIONS; p++) {
+		int64_t low = 0, high = 0;
+		cr_assert_eq(rd_kafka_query_watermark_offsets(env.producer, "orders", p, &low, &high, 5000),
+			     0);
+		dropped += (long)low;
+	}
+	cr_assert_geq(dropped, N, "the broker dropped the oldest messages, the orders' events among them");
+
+	/* the control: rebuilt from the topic alone, the view misses every order */
+	const char *plain[] = {"--rebuild", NULL};
+	spawn_worker(INVENTORY, plain, NULL);
+	cr_assert_eq(wait_exit(&workers[INVENTORY], 60000), 0, "see %s", workers[INVENTORY].log_path);
+	cr_expect_eq(testenv_query_long(env.conn, "SELECT count(*) FROM inventory.inbox"), 0,
+		     "the topic alone holds none of the orders any more");
+
+	/* scripts/rebuild: the events come again from the database, the view is read from them */
+	char script[600], db[400], brokers[300], bin[600];
+	snprintf(script, sizeof(script), "%s/scripts/rebuild", CHECKOUT_SOURCE_DIR);
+	snprintf(db, sizeof(db), "DATABASE_URL=%s", env.db);
+	snprintf(brokers, sizeof(brokers), "KAFKA_BROKERS=%s", env.bootstrap);
+	snprintf(bin, sizeof(bin), "CHECKOUT_BIN=%s", CHECKOUT_BIN_DIR);
+	const char *e[] = {db, brokers, bin, NULL};
+	const char *views[] = {"inventory", "analytics"};
+	for (int v = 0; v < 2; v++) {
+		const char *args[] = {views[v], NULL};
+		testenv_spawn(&oneshot, script, args, e);
+		cr_assert_eq(wait_exit(&oneshot, 60000), 0, "scripts/rebuild %s exits 0; see %s", views[v],
+			     oneshot.log_path);
+		cr_expect_eq(testenv_count_log(&oneshot, "replayed 30 events"), 2,
+			     "the relay's log and its stdout");
+		cr_expect_eq(testenv_count_log(&oneshot, "rebuild done: 30 events applied"), 1, "see %s",
+			     oneshot.log_path);
+	}
+	cr_expect_eq(testenv_query_long(env.conn, "SELECT count(*) FROM inventory.inbox"), N);
+	cr_expect_eq(testenv_query_long(env.conn, "SELECT count(*) FROM analytics.inbox"), N);
+	expect_inventory_equals_database();
+	expect_analytics_equals_database();
+
+	/* a rebuild from a replay the broker has dropped since fails, and leaves the view alone */
+	char *log = testenv_read_file(oneshot.log_path);
+	const char *start = log ? strstr(log, "replay.start=") : NULL;
+	cr_assert(start, "scripts/rebuild printed where the replay started; see %s", oneshot.log_path);
+	char from[128];
+	snprintf(from, sizeof(from), "%.*s", (int)strcspn(start + 13, "\n"), start + 13);
+	free(log);
+	flood_the_topic();
+	const char *late[] = {"--rebuild", "--from-offsets", from, NULL};
+	spawn_worker(ANALYTICS, late, NULL);
+	cr_expect_eq(wait_exit(&workers[ANALYTICS], 60000), 1, "see %s", workers[ANALYTICS].log_path);
+	cr_expect_eq(testenv_count_log(&workers[ANALYTICS], "the broker dropped"), 1, "it says why");
+	cr_expect_eq(testenv_count_log(&workers[ANALYTICS], "view purged"), 0);
+	expect_analytics_equals_database();
 	stop_cleanly();
 }

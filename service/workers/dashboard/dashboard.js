@@ -139,9 +139,18 @@ function renderPipeline(s) {
   showNote('kafka-error', k.error ? 'Kafka: ' + k.error : '');
   fillTable('lag', (k.groups || []).map((g) => [[g.group],
     [g.error ? 'unknown (' + g.error + ')' : count(g.lag, 'event', 'events') + ' behind', 'num']]));
-  if (s.relay) {
-    setText('relay-pending', count(s.relay.pending, 'outbox row', 'outbox rows') + ' not yet published');
-    setText('relay-oldest', s.relay.pending > 0 ? '(oldest waiting ' + seconds(s.relay.oldest_seconds) + ')' : '');
+  const r = s.relay;
+  if (r && r.mode === 'wal') {
+    // the slot: WAL the relay has not confirmed yet, and whether a relay streams it at all
+    const behind = count(r.lag_bytes, 'byte', 'bytes') + ' of WAL behind';
+    if (!r.exists) setText('relay-pending', 'slot ' + r.slot + ' does not exist yet (no server or relay has started)');
+    else if (!r.active) setText('relay-pending', 'no relay connected: slot ' + r.slot + ' is ' + behind);
+    else setText('relay-pending', 'slot ' + r.slot + ' is ' + behind);
+    setText('relay-oldest', r.active ? '(last flush ' + seconds(r.flush_lag_seconds) + ' after its commit, ' +
+      'relay answered ' + seconds(Math.max(0, r.reply_seconds || 0)) + ' ago)' : '');
+  } else if (r) {
+    setText('relay-pending', count(r.pending, 'outbox row', 'outbox rows') + ' not yet published');
+    setText('relay-oldest', r.pending > 0 ? '(oldest waiting ' + seconds(r.oldest_seconds) + ')' : '');
   }
   if (s.workers) {
     fillTable('workers', s.workers.map((w) => [[w.worker], [count(w.dead_letters, 'message', 'messages'), 'num'],
