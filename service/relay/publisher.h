@@ -14,7 +14,10 @@
 struct publisher;
 
 /*
- * A producer for cfg->orders_topic with enable.idempotence=true (so
+ * A producer for cfg->orders_topic (and cfg->products_topic: a row whose
+ * event_type starts with "product." goes there, keyed by SKU, its version in
+ * the ce_sequence header, and product.deleted as a tombstone, no value) with
+ * enable.idempotence=true (so
  * acks=all) and a bounded delivery timeout. Returns NULL (after logging why)
  * when librdkafka refuses the configuration. Free with publisher_free().
  */

@@ -12,6 +12,10 @@
  * or an outage therefore means the same events again (same ce_id), never a
  * lost one. The event's ce_id is the order id, its ce_time the order's
  * created_at, its key the order id, its value the message content as is.
+ * The products trigger's messages ('checkout/product.upserted' and
+ * 'checkout/product.deleted', migrations/010_products_as_events.sql) go to
+ * the products topic keyed by SKU, with ce_id "<sku>@<version>" and ce_time
+ * the product's updated_at (publisher.h).
  *
  * A second relay on the same slot finds it active and waits as a standby,
  * trying again every second. A slot PostgreSQL invalidated (it passed

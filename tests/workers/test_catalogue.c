@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "orders.h"
 #include "testenv.h"
 
 #define TOKEN "catalogue-token"
@@ -265,5 +266,51 @@ Test(catalogue, a_redelivered_older_event_never_overwrites_a_newer_one)
 	cr_expect_eq(testenv_query_long(db, "SELECT count(*) FROM inventory.catalogue WHERE sku = 'cup'"), 0);
 	cr_expect_eq(testenv_count_log(&inventory, "ignored"), 3,
 		     "three older or equal events ignored; see %s", inventory.log_path);
+	cr_expect_eq(testenv_stop(&inventory, SIGTERM), 0, "see %s", inventory.log_path);
+}
+
+Test(catalogue, the_inventory_names_skus_from_it_and_warns_of_no_deleted_product)
+{
+	const char *env[] = {db_env, brokers_env, "LOW_STOCK_THRESHOLD=5", NULL};
+	testenv_spawn(&inventory, "checkout-inventory", NULL, env);
+	rd_kafka_t *p = orders_producer_new(bootstrap);
+	produce(
+	    p, "sku-1", 5,
+	    "{\"sku\":\"sku-1\",\"name\":\"Blue mug\",\"price_cents\":1,\"stock\":6,\"limit_group\":null}");
+	produce(
+	    p, "sku-2", 6,
+	    "{\"sku\":\"sku-2\",\"name\":\"Red mug\",\"price_cents\":1,\"stock\":6,\"limit_group\":null}");
+	produce(p, "sku-2", 7, NULL);
+	orders_flush(p);
+	long ready = 0;
+	for (int waited = 0; waited < 20000 && ready != 2; waited += 100) {
+		ready = testenv_query_long(
+		    db, "SELECT count(*) FROM inventory.catalogue WHERE (sku = 'sku-1' AND NOT deleted)"
+			" OR (sku = 'sku-2' AND deleted)");
+		testenv_sleep_ms(100);
+	}
+	cr_assert_eq(ready, 2, "the catalogue has sku-1 and sku-2 deleted; see %s", inventory.log_path);
+
+	/* one order takes both to the threshold: stock 6 -> 5 */
+	struct test_order o;
+	orders_make(&o, 0);
+	o.n_items = 2;
+	for (int k = 0; k < 2; k++) {
+		snprintf(o.items[k].sku, sizeof(o.items[k].sku), "sku-%d", k + 1);
+		o.items[k].quantity = 1;
+		o.items[k].unit_price_cents = 1;
+		o.items[k].stock_after = 5;
+	}
+	o.total_cents = 2;
+	o.units = 2;
+	orders_produce(p, &o);
+	orders_flush(p);
+	rd_kafka_destroy(p);
+	cr_assert(testenv_wait_log(&inventory, "sku-1 (Blue mug) x1", 20000), "the line is named; see %s",
+		  inventory.log_path);
+	cr_expect(testenv_wait_log(&inventory, "low stock: sku-1 down to 5", 2000), "see %s",
+		  inventory.log_path);
+	cr_expect_eq(testenv_count_log(&inventory, "low stock: sku-2"), 0,
+		     "no warning for a product the catalogue says is deleted; see %s", inventory.log_path);
 	cr_expect_eq(testenv_stop(&inventory, SIGTERM), 0, "see %s", inventory.log_path);
 }
