@@ -169,46 +169,36 @@ int publisher_end_offsets(struct publisher *pub, int64_t *offsets, int max, int 
 }
 
 /*
- * A product event (migrations/010_products_as_events.sql) goes to the
- * products topic keyed by SKU, with its version in ce_sequence; a deletion is
- * a tombstone: the same key, no value (so no content-type).
+ * One event, with the CloudEvents binary headers. An order goes to the orders
+ * topic keyed by its id; a product event (migrations/010_products_as_events.sql)
+ * to the products topic keyed by SKU, with its version in ce_sequence, and a
+ * deletion is a tombstone: the same key, no value (so no content-type).
  */
-static rd_kafka_resp_err_t produce_product(struct publisher *pub, const struct outbox_row *r, uintptr_t tag)
-{
-	if (!strcmp(r->event_type, "product.deleted"))
-		return rd_kafka_producev(pub->rk, RD_KAFKA_V_TOPIC(pub->products_topic),
-					 RD_KAFKA_V_KEY((void *)r->aggregate_id, strlen(r->aggregate_id)),
-					 RD_KAFKA_V_VALUE(NULL, 0), RD_KAFKA_V_OPAQUE((void *)tag),
-					 RD_KAFKA_V_HEADER("ce_specversion", "1.0", -1),
-					 RD_KAFKA_V_HEADER("ce_id", r->event_id, -1),
-					 RD_KAFKA_V_HEADER("ce_source", CE_SOURCE, -1),
-					 RD_KAFKA_V_HEADER("ce_type", r->event_type, -1),
-					 RD_KAFKA_V_HEADER("ce_time", r->created_at, -1),
-					 RD_KAFKA_V_HEADER("ce_sequence", r->version, -1), RD_KAFKA_V_END);
-	return rd_kafka_producev(
-	    pub->rk, RD_KAFKA_V_TOPIC(pub->products_topic),
-	    RD_KAFKA_V_KEY((void *)r->aggregate_id, strlen(r->aggregate_id)),
-	    RD_KAFKA_V_VALUE((void *)r->payload, (size_t)r->payload_len),
-	    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE((void *)tag),
-	    RD_KAFKA_V_HEADER("ce_specversion", "1.0", -1), RD_KAFKA_V_HEADER("ce_id", r->event_id, -1),
-	    RD_KAFKA_V_HEADER("ce_source", CE_SOURCE, -1), RD_KAFKA_V_HEADER("ce_type", r->event_type, -1),
-	    RD_KAFKA_V_HEADER("ce_time", r->created_at, -1), RD_KAFKA_V_HEADER("ce_sequence", r->version, -1),
-	    RD_KAFKA_V_HEADER("content-type", "application/json", -1), RD_KAFKA_V_END);
-}
-
 static rd_kafka_resp_err_t produce_one(struct publisher *pub, const struct outbox_row *r, uintptr_t tag)
 {
-	if (!strncmp(r->event_type, "product.", 8))
-		return produce_product(pub, r, tag);
-	return rd_kafka_producev(
-	    pub->rk, RD_KAFKA_V_TOPIC(pub->topic),
+	bool product = !strncmp(r->event_type, "product.", 8);
+	bool tombstone = product && !strcmp(r->event_type, "product.deleted");
+	rd_kafka_headers_t *h = rd_kafka_headers_new(8);
+
+	rd_kafka_header_add(h, "ce_specversion", -1, "1.0", -1);
+	rd_kafka_header_add(h, "ce_id", -1, r->event_id, -1);
+	rd_kafka_header_add(h, "ce_source", -1, CE_SOURCE, -1);
+	rd_kafka_header_add(h, "ce_type", -1, r->event_type, -1);
+	rd_kafka_header_add(h, "ce_time", -1, r->created_at, -1);
+	if (product)
+		rd_kafka_header_add(h, "ce_sequence", -1, r->version, -1);
+	if (!tombstone)
+		rd_kafka_header_add(h, "content-type", -1, "application/json", -1);
+	/* on success the message owns the headers */
+	rd_kafka_resp_err_t e = rd_kafka_producev(
+	    pub->rk, RD_KAFKA_V_TOPIC(product ? pub->products_topic : pub->topic),
 	    RD_KAFKA_V_KEY((void *)r->aggregate_id, strlen(r->aggregate_id)),
-	    RD_KAFKA_V_VALUE((void *)r->payload, (size_t)r->payload_len),
-	    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE((void *)tag),
-	    RD_KAFKA_V_HEADER("ce_specversion", "1.0", -1), RD_KAFKA_V_HEADER("ce_id", r->event_id, -1),
-	    RD_KAFKA_V_HEADER("ce_source", CE_SOURCE, -1), RD_KAFKA_V_HEADER("ce_type", r->event_type, -1),
-	    RD_KAFKA_V_HEADER("ce_time", r->created_at, -1),
-	    RD_KAFKA_V_HEADER("content-type", "application/json", -1), RD_KAFKA_V_END);
+	    RD_KAFKA_V_VALUE(tombstone ? NULL : (void *)r->payload, tombstone ? 0 : (size_t)r->payload_len),
+	    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE((void *)tag), RD_KAFKA_V_HEADERS(h),
+	    RD_KAFKA_V_END);
+	if (e)
+		rd_kafka_headers_destroy(h);
+	return e;
 }
 
 int publisher_send(struct publisher *pub, const struct outbox_batch *batch, bool *delivered, char *err,
