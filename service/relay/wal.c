@@ -300,7 +300,9 @@ static enum start_result wal_start(struct wal_relay *r)
 			PQfinish(r->conn);
 			r->conn = NULL;
 			if (!r->standby)
-				log_info("slot %s is in use by another relay; waiting as a standby", r->slot);
+				log_info("slot %s is in use (by another relay, or still being created); "
+					 "waiting as a standby",
+					 r->slot);
 			r->standby = true;
 			return START_STANDBY;
 		}
