@@ -79,6 +79,7 @@ struct relay {
 	struct publisher *pub;
 	bool db_down;		       /* "database unreachable" was logged */
 	bool broker_down;	       /* "broker unreachable" was logged */
+	bool lag_warned;	       /* "behind: events wait to be published" was logged */
 	struct relay_metrics *metrics; /* NULL without --metrics-listen */
 	unsigned long published;
 	unsigned long failed; /* messages whose delivery report was an error */
@@ -281,6 +282,14 @@ static void relay_stats(struct relay *r, bool force)
 	}
 	r->metrics_ms = now;
 	relay_metrics_set(r->metrics, r->published, r->failed, pending, oldest);
+	/* the table mode's lag is the age of the oldest pending row (the WAL mode's: wal.c) */
+	if (oldest > r->cfg->lag_warn_seconds && !r->lag_warned) {
+		log_warn("outbox is %.1f s (%ld rows) behind: events wait to be published", oldest, pending);
+		r->lag_warned = true;
+	} else if (oldest <= r->cfg->lag_warn_seconds && r->lag_warned) {
+		log_info("outbox caught up (%ld rows pending, the oldest %.1f s)", pending, oldest);
+		r->lag_warned = false;
+	}
 	if (!log_due)
 		return;
 	unsigned long delta = r->published - r->published_at_stats;
