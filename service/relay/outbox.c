@@ -106,36 +106,35 @@ bool outbox_claim(PGconn *conn, int limit, struct outbox_batch *batch, char *err
 	return batch_fill(batch, res, err, errlen);
 }
 
-bool outbox_replay_page(PGconn *conn, const char *since, const char *after_order, int limit,
-			struct outbox_batch *batch, char *err, size_t errlen)
+/* One page of a replay: the prepared statement stmt with (since, after, limit). */
+static bool replay_page(PGconn *conn, const char *stmt, const char *what, const char *since,
+			const char *after, int limit, struct outbox_batch *batch, char *err, size_t errlen)
 {
 	char lim[16];
 	snprintf(lim, sizeof(lim), "%d", limit);
-	const char *params[] = {since ? since : "", after_order, lim};
+	const char *params[] = {since ? since : "", after, lim};
 	memset(batch, 0, sizeof(*batch));
-	PGresult *res = PQexecPrepared(conn, "outbox_replay_page", 3, params, NULL, NULL, 0);
+	PGresult *res = PQexecPrepared(conn, stmt, 3, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		errbuf_set(err, errlen, "reading orders to replay: %s", db_error_message(res, conn));
+		errbuf_set(err, errlen, "reading %s to replay: %s", what, db_error_message(res, conn));
 		PQclear(res);
 		return false;
 	}
 	return batch_fill(batch, res, err, errlen);
 }
 
+bool outbox_replay_page(PGconn *conn, const char *since, const char *after_order, int limit,
+			struct outbox_batch *batch, char *err, size_t errlen)
+{
+	return replay_page(conn, "outbox_replay_page", "orders", since, after_order, limit, batch, err,
+			   errlen);
+}
+
 bool outbox_replay_products_page(PGconn *conn, const char *since, const char *after_sku, int limit,
 				 struct outbox_batch *batch, char *err, size_t errlen)
 {
-	char lim[16];
-	snprintf(lim, sizeof(lim), "%d", limit);
-	const char *params[] = {since ? since : "", after_sku, lim};
-	memset(batch, 0, sizeof(*batch));
-	PGresult *res = PQexecPrepared(conn, "outbox_replay_products_page", 3, params, NULL, NULL, 0);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		errbuf_set(err, errlen, "reading products to replay: %s", db_error_message(res, conn));
-		PQclear(res);
-		return false;
-	}
-	return batch_fill(batch, res, err, errlen);
+	return replay_page(conn, "outbox_replay_products_page", "products", since, after_sku, limit, batch,
+			   err, errlen);
 }
 
 bool outbox_mark_published(PGconn *conn, const struct outbox_batch *batch, const bool *delivered,

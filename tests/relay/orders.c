@@ -176,3 +176,21 @@ bool orders_wait_drained(PGconn *conn, int timeout_ms)
 	}
 	return false;
 }
+
+void orders_start_server_and_relay(struct testenv_proc *server, struct testenv_proc *relay,
+				   const char *conninfo, const char *bootstrap, const char *extra_env,
+				   char *base, size_t baselen)
+{
+	char db_env[256], listen_env[64];
+	int port = testenv_free_port();
+	snprintf(base, baselen, "http://127.0.0.1:%d", port);
+	snprintf(db_env, sizeof(db_env), "DATABASE_URL=%s", conninfo);
+	snprintf(listen_env, sizeof(listen_env), "LISTEN=127.0.0.1:%d", port);
+	const char *env[] = {db_env, listen_env, extra_env, NULL};
+	testenv_spawn(server, "checkout-server", NULL, env);
+	cr_assert(testenv_wait_port(port, 20000), "the server did not start; see %s", server->log_path);
+
+	const char *args[] = {"--database-url", conninfo, "--kafka-brokers", bootstrap, NULL};
+	testenv_spawn(relay, "checkout-relay", args, NULL);
+	cr_assert(testenv_wait_log(relay, "relaying ", 10000), "see %s", relay->log_path);
+}

@@ -9,6 +9,9 @@
 
 #include <libpq-fe.h>
 #include <stdbool.h>
+#include <stddef.h>
+
+#include "testenv.h"
 
 /* True unless EVENTS=outbox. */
 bool orders_wal_mode(void);
@@ -44,5 +47,11 @@ long orders_pending(PGconn *conn);
 /* Wait until every event written so far is published (rows marked, or the
  * slot confirmed past the current WAL); false after timeout_ms. */
 bool orders_wait_drained(PGconn *conn, int timeout_ms);
+
+/* Start checkout-server on the database conninfo (a free port; base gets its URL; extra_env,
+ * e.g. "ADMIN_TOKEN=...", may be NULL) and a relay to bootstrap, and wait until both serve. */
+void orders_start_server_and_relay(struct testenv_proc *server, struct testenv_proc *relay,
+				   const char *conninfo, const char *bootstrap, const char *extra_env,
+				   char *base, size_t baselen);
 
 #endif

@@ -26,23 +26,13 @@ static char base[64];
 
 static void setup(void)
 {
-	char db_env[256], listen_env[64];
 	conninfo = testenv_db_new();
 	db = testenv_db_connect(conninfo);
 	snprintf(bootstrap, sizeof(bootstrap), "%s", testenv_broker_start(&broker));
 	topic_open_named(&topic, bootstrap, "products");
 
-	int port = testenv_free_port();
-	snprintf(base, sizeof(base), "http://127.0.0.1:%d", port);
-	snprintf(db_env, sizeof(db_env), "DATABASE_URL=%s", conninfo);
-	snprintf(listen_env, sizeof(listen_env), "LISTEN=127.0.0.1:%d", port);
-	const char *env[] = {db_env, listen_env, "ADMIN_TOKEN=" TOKEN, NULL};
-	testenv_spawn(&server, "checkout-server", NULL, env);
-	cr_assert(testenv_wait_port(port, 20000), "the server did not start; see %s", server.log_path);
-
-	const char *args[] = {"--database-url", conninfo, "--kafka-brokers", bootstrap, NULL};
-	testenv_spawn(&relay, "checkout-relay", args, NULL);
-	cr_assert(testenv_wait_log(&relay, "relaying ", 10000), "see %s", relay.log_path);
+	orders_start_server_and_relay(&server, &relay, conninfo, bootstrap, "ADMIN_TOKEN=" TOKEN, base,
+				      sizeof(base));
 }
 
 static void teardown(void)

@@ -22,7 +22,6 @@ static char base[64];
 
 static void setup(void)
 {
-	char db_env[256], listen_env[64];
 	conninfo = testenv_db_new();
 	db = testenv_db_connect(conninfo);
 	testenv_exec(db, "INSERT INTO products (sku, name, price_cents, stock) VALUES"
@@ -30,17 +29,7 @@ static void setup(void)
 	snprintf(bootstrap, sizeof(bootstrap), "%s", testenv_broker_start(&broker));
 	topic_open(&topic, bootstrap);
 
-	int port = testenv_free_port();
-	snprintf(base, sizeof(base), "http://127.0.0.1:%d", port);
-	snprintf(db_env, sizeof(db_env), "DATABASE_URL=%s", conninfo);
-	snprintf(listen_env, sizeof(listen_env), "LISTEN=127.0.0.1:%d", port);
-	const char *env[] = {db_env, listen_env, NULL};
-	testenv_spawn(&server, "checkout-server", NULL, env);
-	cr_assert(testenv_wait_port(port, 20000), "the server did not start; see %s", server.log_path);
-
-	const char *args[] = {"--database-url", conninfo, "--kafka-brokers", bootstrap, NULL};
-	testenv_spawn(&relay, "checkout-relay", args, NULL);
-	cr_assert(testenv_wait_log(&relay, "relaying ", 10000), "see %s", relay.log_path);
+	orders_start_server_and_relay(&server, &relay, conninfo, bootstrap, NULL, base, sizeof(base));
 }
 
 /* Criterion ignores assertions in a suite's .fini: what each test leaves running
